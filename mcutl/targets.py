@@ -1,0 +1,118 @@
+"""Targets are data: `targets/<name>/target.toml`. Adding a board adds a folder."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcutl.errors import TargetError
+from mcutl.paths import TARGETS_DIR
+
+
+@dataclass(frozen=True)
+class Memory:
+    flash_origin: int
+    flash_bytes: int
+    sram_origin: int
+    sram_bytes: int
+    stack_bytes: int
+
+
+@dataclass(frozen=True)
+class Uart:
+    driver: str
+    base: int
+    irq: int
+    baud: int = 115200
+    rcc_enable_reg: int = 0
+    rcc_enable_bit: int = 0
+    # Pins routed to the UART: (gpio_base, pin, alternate function).
+    pins: tuple[tuple[int, int, int], ...] = ()
+    gpio_rcc_reg: int = 0
+    gpio_rcc_bits: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    kind: str  # "cortex-m" | "host"
+    folder: Path
+    cflags: tuple[str, ...] = ()
+    cpu: str = ""
+    irq_count: int = 0
+    clock_hz: int = 0
+    reset_clock_hz: int = 16_000_000
+    memory: Memory | None = None
+    uart: Uart | None = None
+    qemu_machine: str | None = None
+    extra_sources: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def is_host(self) -> bool:
+        return self.kind == "host"
+
+    @property
+    def has_qemu(self) -> bool:
+        return self.qemu_machine is not None
+
+
+def _require(table: dict, key: str, where: str) -> object:
+    if key not in table:
+        raise TargetError(f"{where}: missing key '{key}'")
+    return table[key]
+
+
+def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
+    """Load `targets/<name>/target.toml`; raises TargetError naming the known targets."""
+    folder = targets_dir / name
+    path = folder / "target.toml"
+    if not path.is_file():
+        known = ", ".join(list_target_names(targets_dir)) or "(none)"
+        raise TargetError(
+            f"unknown target '{name}': no {path}. Known targets: {known}. "
+            f"To add a board, create {folder}/target.toml."
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{path}: invalid TOML: {exc}") from exc
+    where = str(path)
+    kind = str(_require(data, "kind", where))
+    if kind not in ("cortex-m", "host"):
+        raise TargetError(f"{where}: kind must be 'cortex-m' or 'host', not '{kind}'")
+    memory = uart = None
+    if kind == "cortex-m":
+        mem = _require(data, "memory", where)
+        assert isinstance(mem, dict)
+        memory = Memory(**{k: int(mem[k]) for k in Memory.__dataclass_fields__ if k in mem})
+        u = dict(_require(data, "uart", where))  # type: ignore[arg-type]
+        u["pins"] = tuple(tuple(int(x) for x in p) for p in u.get("pins", ()))
+        uart = Uart(**u)
+        for key in ("cpu", "irq_count"):
+            _require(data, key, where)
+    qemu = data.get("qemu", {})
+    return Target(
+        name=str(data.get("name", name)),
+        description=str(data.get("description", "")),
+        kind=kind,
+        folder=folder,
+        cflags=tuple(data.get("cflags", ())),
+        cpu=str(data.get("cpu", "")),
+        irq_count=int(data.get("irq_count", 0)),
+        clock_hz=int(data.get("clock_hz", 0)),
+        reset_clock_hz=int(data.get("reset_clock_hz", 16_000_000)),
+        memory=memory,
+        uart=uart,
+        qemu_machine=qemu.get("machine"),
+        extra_sources=tuple(folder / s for s in data.get("sources", ())),
+    )
+
+
+def list_target_names(targets_dir: Path = TARGETS_DIR) -> list[str]:
+    return sorted(p.parent.name for p in targets_dir.glob("*/target.toml"))
+
+
+def list_targets(targets_dir: Path = TARGETS_DIR) -> list[Target]:
+    return [load_target(n, targets_dir) for n in list_target_names(targets_dir)]

@@ -1,0 +1,255 @@
+"""Compile and link C for a target: arm-none-eabi-gcc for Cortex-M, gcc for `host`.
+
+Everything a build needs that depends on the target (linker script, target_config.h)
+is rendered from `targets/<name>/target.toml` into the build folder, so the C
+sources stay target independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from mcutl import __version__
+from mcutl.errors import BuildError, ToolMissingError
+from mcutl.paths import RUNTIME_C, TEMPLATES_DIR
+from mcutl.targets import Target
+
+#: Flags every build gets: C99, all warnings fatal, no contraction of a*b+c into an FMA
+#: (host and device must round the same way), deterministic output.
+COMMON_CFLAGS = (
+    "-std=c99",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-ffp-contract=off",
+    "-fno-common",
+    "-ffunction-sections",
+    "-fdata-sections",
+)
+CORTEXM_CFLAGS = ("-fno-tree-loop-distribute-patterns",)
+CORTEXM_LDFLAGS = (
+    "-nostartfiles",
+    "--specs=nano.specs",
+    "--specs=nosys.specs",
+    "-Wl,--gc-sections",
+)
+PORT_DIR = RUNTIME_C / "port"
+INCLUDE_DIR = RUNTIME_C / "include"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """Section sizes of an ELF, from `size -A`, split by where they live."""
+
+    text: int  # code + read-only data + vector table (flash)
+    data: int  # initialised data (flash copy + RAM)
+    bss: int  # zero-initialised RAM
+    stack: int  # reserved stack region (RAM)
+    flash_capacity: int
+    sram_capacity: int
+
+    @property
+    def flash_used(self) -> int:
+        return self.text + self.data
+
+    @property
+    def static_ram(self) -> int:
+        return self.data + self.bss
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "text": self.text,
+            "data": self.data,
+            "bss": self.bss,
+            "stack": self.stack,
+            "flash_used": self.flash_used,
+            "flash_capacity": self.flash_capacity,
+            "static_ram": self.static_ram,
+            "sram_capacity": self.sram_capacity,
+        }
+
+
+@dataclass
+class FirmwareSpec:
+    """What to build: sources and settings beyond the target's own port."""
+
+    name: str
+    sources: list[Path]
+    include_dirs: list[Path] = field(default_factory=list)
+    defines: dict[str, str] = field(default_factory=dict)
+    semihosting: bool = True
+    sanitize: bool = False  # host only: -fsanitize=address,undefined
+
+
+@dataclass(frozen=True)
+class Firmware:
+    target: Target
+    elf: Path
+    build_id: str
+    size: SizeReport | None
+
+
+def compiler_for(target: Target) -> str:
+    return "gcc" if target.is_host else "arm-none-eabi-gcc"
+
+
+def require_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        hint = {
+            "arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+            "arm-none-eabi-size": "apt-get install binutils-arm-none-eabi",
+            "gcc": "apt-get install gcc",
+            "qemu-system-arm": "apt-get install qemu-system-arm",
+        }.get(tool, f"install {tool}")
+        raise ToolMissingError(f"'{tool}' not found on PATH. Install it with: {hint}")
+    return path
+
+
+def port_sources(target: Target) -> list[Path]:
+    """The board support C files of a target: startup + UART driver, or the host board."""
+    if target.is_host:
+        return [PORT_DIR / "board_host.c", *target.extra_sources]
+    assert target.uart is not None
+    driver = PORT_DIR / f"uart_{target.uart.driver}.c"
+    if not driver.is_file():
+        known = sorted(p.stem.removeprefix("uart_") for p in PORT_DIR.glob("uart_*.c"))
+        raise BuildError(
+            f"target {target.name}: UART driver '{target.uart.driver}' does not exist "
+            f"(no {driver}). Known drivers: {', '.join(known)}"
+        )
+    return [PORT_DIR / "startup_cortexm.c", driver, *target.extra_sources]
+
+
+def _uart_divisor(target: Target) -> int:
+    assert target.uart is not None
+    return max(16, round(target.reset_clock_hz / target.uart.baud))
+
+
+def render_target_files(target: Target, out_dir: Path, build_id: str, semihosting: bool) -> None:
+    """Write target_config.h (and the linker script for Cortex-M) into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = {
+        "name": target.name,
+        "build_id": build_id,
+        "semihosting": semihosting,
+        "uart": target.uart,
+        "irq_count": target.irq_count,
+        "uart_brr": _uart_divisor(target) if target.uart else 0,
+        "mem": target.memory,
+    }
+    (out_dir / "target_config.h").write_text(_env.get_template("target_config.h.j2").render(ctx))
+    if not target.is_host:
+        (out_dir / "linker.ld").write_text(_env.get_template("cortexm.ld.j2").render(ctx))
+
+
+def _build_id(target: Target, spec: FirmwareSpec, files: Sequence[Path], flags: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(f"mcutl {__version__}\0{target.name}\0{spec.name}\0".encode())
+    h.update("\0".join(flags).encode())
+    for f in sorted(files):
+        h.update(str(f.name).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_OVERFLOW_RE = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
+
+
+def _explain_link_failure(target: Target, stderr: str) -> str | None:
+    hits = _OVERFLOW_RE.findall(stderr)
+    if not hits or target.memory is None:
+        return None
+    mem = target.memory
+    lines = []
+    for region, over in hits:
+        over_b = int(over)
+        if region == "RAM":
+            lines.append(
+                f"firmware does not fit the SRAM of {target.name}: static data + "
+                f"{mem.stack_bytes} B reserved stack exceed {mem.sram_bytes} B by {over_b} B. "
+                "Shrink the model or the arena (e.g. a smaller side network), lower "
+                "stack_bytes in target.toml if the measured stack allows, or pick a "
+                "target with more SRAM (`mcutl targets`)."
+            )
+        else:
+            lines.append(
+                f"firmware does not fit the flash of {target.name}: it exceeds "
+                f"{mem.flash_bytes} B by {over_b} B. Use a smaller backbone or a target "
+                "with more flash (`mcutl targets`)."
+            )
+    return "\n".join(lines)
+
+
+def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmware:
+    """Compile and link spec for target into out_dir/<spec.name>(.elf); cached by build id."""
+    cc = require_tool(compiler_for(target))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen_dir = out_dir / f"{spec.name}.gen"
+    sources = [*spec.sources, *port_sources(target)]
+    includes = [gen_dir, INCLUDE_DIR, PORT_DIR, *spec.include_dirs]
+    flags = [*COMMON_CFLAGS, *target.cflags]
+    if target.is_host:
+        if spec.sanitize:
+            flags += ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    else:
+        flags += list(CORTEXM_CFLAGS)
+    flags += [f"-D{k}={v}" for k, v in sorted(spec.defines.items())]
+    headers = [p for d in includes if d.is_dir() and d != gen_dir for p in d.rglob("*.h")]
+    build_id = _build_id(target, spec, [*sources, *headers], flags + [str(spec.semihosting)])
+    elf = out_dir / (spec.name if target.is_host else f"{spec.name}.elf")
+    stamp = out_dir / f"{spec.name}.buildid"
+    if not (elf.exists() and stamp.exists() and stamp.read_text() == build_id):
+        render_target_files(target, gen_dir, build_id, spec.semihosting)
+        cmd = [cc, *flags, *(f"-I{d}" for d in includes), *map(str, sources), "-o", str(elf)]
+        if not target.is_host:
+            cmd += [f"-T{gen_dir / 'linker.ld'}", *CORTEXM_LDFLAGS]
+            cmd += [f"-Wl,-Map={out_dir / (spec.name + '.map')}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            stamp.unlink(missing_ok=True)
+            explained = _explain_link_failure(target, proc.stderr)
+            detail = proc.stderr.strip()[-4000:]
+            head = explained or f"building {spec.name} for {target.name} failed"
+            raise BuildError(f"{head}\n--- {Path(cc).name} said:\n{detail}")
+        stamp.write_text(build_id)
+    size = None if target.is_host else size_report(target, elf)
+    return Firmware(target=target, elf=elf, build_id=build_id, size=size)
+
+
+def size_report(target: Target, elf: Path) -> SizeReport:
+    """Per-region sizes of a Cortex-M ELF, from `arm-none-eabi-size -A`."""
+    tool = require_tool("arm-none-eabi-size")
+    out = subprocess.run([tool, "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sections: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    assert target.memory is not None
+    flash_sections = (".isr_vector", ".text", ".ARM.exidx", ".rodata")
+    return SizeReport(
+        text=sum(sections.get(s, 0) for s in flash_sections),
+        data=sections.get(".data", 0),
+        bss=sections.get(".bss", 0),
+        stack=sections.get(".stack", 0),
+        flash_capacity=target.memory.flash_bytes,
+        sram_capacity=target.memory.sram_bytes,
+    )
