@@ -161,7 +161,9 @@ def render_target_files(target: Target, out_dir: Path, build_id: str, semihostin
         (out_dir / "linker.ld").write_text(_env.get_template("cortexm.ld.j2").render(ctx))
 
 
-def _build_id(target: Target, spec: FirmwareSpec, files: Sequence[Path], flags: Sequence[str]) -> str:
+def _build_id(
+    target: Target, spec: FirmwareSpec, files: Sequence[Path], flags: Sequence[str]
+) -> str:
     h = hashlib.sha256()
     h.update(f"mcutl {__version__}\0{target.name}\0{spec.name}\0".encode())
     h.update("\0".join(flags).encode())

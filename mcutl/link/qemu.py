@@ -116,7 +116,8 @@ class QemuSession:
         self.close()
 
     def start(self) -> None:
-        self._stderr = tempfile.TemporaryFile()
+        # stderr (semihosting output, fault report) goes to a file: no pipe to drain.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _finish()
         last_error = ""
         for _attempt in range(5):  # the free port may be taken between probe and bind
             port = _free_port()

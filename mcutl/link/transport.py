@@ -8,6 +8,7 @@ One interface, documented failure modes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
@@ -123,10 +124,8 @@ class ProcessTransport(Transport):
     def close(self, timeout: float = 5.0) -> int:
         """Close stdin (the firmware sees end of link) and wait; returns the exit code."""
         if not self._in.closed:
-            try:
+            with contextlib.suppress(OSError):
                 self._in.close()
-            except OSError:
-                pass
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,206 @@
+"""`mcutl` command line: targets, doctor, ping (more commands register themselves here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from mcutl import __version__
+from mcutl.errors import McutlError
+from mcutl.targets import list_targets, load_target
+
+console = Console()
+err_console = Console(stderr=True)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _kib(n: int) -> str:
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n / 1024:.1f} KiB"
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    table = Table(title="mcutl targets")
+    for col in ("name", "cpu", "flash", "SRAM", "stack", "UART", "QEMU machine"):
+        table.add_column(col)
+    rows = []
+    for t in list_targets():
+        m = t.memory
+        row = {
+            "name": t.name,
+            "cpu": t.cpu or "native",
+            "flash_bytes": m.flash_bytes if m else None,
+            "sram_bytes": m.sram_bytes if m else None,
+            "stack_bytes": m.stack_bytes if m else None,
+            "uart": t.uart.driver if t.uart else "stdio",
+            "qemu": t.qemu_machine,
+            "description": t.description,
+        }
+        rows.append(row)
+        table.add_row(
+            t.name,
+            row["cpu"],
+            _kib(m.flash_bytes) if m else "-",
+            _kib(m.sram_bytes) if m else "-",
+            _kib(m.stack_bytes) if m else "-",
+            row["uart"],
+            t.qemu_machine or "-",
+        )
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        console.print(table)
+    return 0
+
+
+_TOOLS = [
+    ("gcc", "host build", "apt-get install gcc"),
+    (
+        "arm-none-eabi-gcc",
+        "Cortex-M build",
+        "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+    ),
+    ("arm-none-eabi-size", "size report", "apt-get install binutils-arm-none-eabi"),
+    ("qemu-system-arm", "emulated device", "apt-get install qemu-system-arm"),
+]
+
+
+def _version(tool: str) -> str:
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.stdout.splitlines()[0] if out.stdout else "?"
+
+
+def _newlib_ok() -> bool:
+    """newlib-nano is a separate Debian package; probe for its specs file."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        return False
+    out = subprocess.run(
+        [gcc, "-print-file-name=nano.specs"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+    return out not in ("", "nano.specs")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    missing = []
+    table = Table(title="mcutl doctor")
+    for col in ("tool", "used for", "status", "fix"):
+        table.add_column(col)
+    for tool, purpose, fix in _TOOLS:
+        path = shutil.which(tool)
+        if path:
+            table.add_row(tool, purpose, f"[green]ok[/] {_version(tool)}", "")
+        else:
+            missing.append(fix)
+            table.add_row(tool, purpose, "[red]missing[/]", fix)
+    nano = _newlib_ok()
+    table.add_row(
+        "newlib-nano",
+        "Cortex-M libc",
+        "[green]ok[/]" if nano else "[red]missing[/]",
+        "" if nano else "apt-get install libnewlib-arm-none-eabi",
+    )
+    if not nano:
+        missing.append("apt-get install libnewlib-arm-none-eabi")
+    for mod, purpose in (("tflite_runtime", "bit-exact oracle"), ("torch", "frontend/reference")):
+        try:
+            __import__(mod)
+            table.add_row(mod, purpose, "[green]ok[/]", "")
+        except ImportError:
+            table.add_row(mod, purpose, "[red]missing[/]", "pip install -e .")
+            missing.append("pip install -e .")
+    console.print(table)
+    if missing:
+        err_console.print("[red]missing:[/] run " + " && ".join(dict.fromkeys(missing)))
+        return 1
+    console.print("[green]all tools present[/]")
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from mcutl.firmware import build_base
+    from mcutl.link.session import open_session
+
+    target = load_target(args.target)
+    fw = build_base(target, semihosting=args.port is None)
+    with open_session(target, fw.elf, qemu=args.qemu, port=args.port, baud=args.baud) as s:
+        h = s.hello
+        info = {
+            "protocol_version": h.proto_version,
+            "max_payload": h.max_payload,
+            "target": h.target,
+            "build_id": h.build_id,
+            "arena_bytes": h.arena_bytes,
+            "model_hash": h.model_hash.hex(),
+            "firmware_elf": str(fw.elf),
+            "link": "qemu" if args.qemu else (args.port or "host"),
+        }
+        if fw.size is not None:
+            info.update({f"elf_{k}": v for k, v in fw.size.to_dict().items()})
+        ended = s.finish(0) if (args.qemu or target.is_host) else None
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    table = Table(title=f"HELLO from {h.target}")
+    table.add_column("field")
+    table.add_column("value")
+    for k, v in info.items():
+        table.add_row(k, str(v))
+    console.print(table)
+    if ended is not None:
+        code = ended if isinstance(ended, int) else ended.exit_code
+        console.print(f"device answered HELLO and exited with code {code}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mcutl",
+        description="Compile a frozen int8 backbone + Rep-Net side network into MCU firmware "
+        "that learns on the device.",
+    )
+    p.add_argument("--version", action="version", version=f"mcutl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("targets", help="list the targets and their memory")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_targets)
+
+    d = sub.add_parser("doctor", help="check the toolchain and QEMU, say how to install")
+    d.set_defaults(func=cmd_doctor)
+
+    g = sub.add_parser("ping", help="build the base firmware, connect, print the device's HELLO")
+    g.add_argument("--target", required=True)
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--qemu", action="store_true", help="run the firmware in QEMU")
+    where.add_argument("--port", help="serial port of a board, e.g. /dev/ttyACM0")
+    g.add_argument("--baud", type=int, default=115200)
+    g.add_argument("--json", action="store_true", help="one machine-readable JSON line")
+    g.set_defaults(func=cmd_ping)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except McutlError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Open a link to a firmware wherever it runs: QEMU, a serial port, or the host build."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcutl.errors import McutlError
+from mcutl.link import protocol as proto
+from mcutl.link.client import Device, LinkTimeoutError
+from mcutl.link.qemu import QemuResult, QemuSession
+from mcutl.link.transport import ProcessTransport, SerialTransport, Transport
+from mcutl.targets import Target
+
+
+@dataclass
+class Session:
+    device: Device
+    hello: proto.Hello
+    qemu: QemuSession | None = None
+    host: ProcessTransport | None = None
+
+    def finish(self, exit_code: int = 0) -> QemuResult | int | None:
+        """Ask the firmware to exit and collect how it ended (QEMU result / host exit code)."""
+        if self.qemu is not None:
+            self.device.exit(exit_code)
+            return self.qemu.wait()
+        if self.host is not None:
+            self.device.exit(exit_code)
+            return self.host.close()
+        return None
+
+
+def handshake(device: Device, attempts: int = 10, timeout: float = 0.5) -> proto.Hello:
+    """HELLO with short retries: bytes sent before the device enables its UART are lost.
+
+    A lone 0x00 first ends any partial frame left on the line, so the device resyncs.
+    """
+    for _ in range(attempts):
+        device.transport.write(b"\x00")
+        try:
+            return device.hello(timeout=timeout)
+        except LinkTimeoutError:
+            continue
+    raise LinkTimeoutError(
+        f"the device did not answer HELLO after {attempts} attempts of {timeout} s. "
+        "Check that the firmware is flashed and running, the port and baud rate are right, "
+        "and nothing else holds the port."
+    )
+
+
+@contextmanager
+def open_session(
+    target: Target,
+    elf: Path,
+    *,
+    qemu: bool = False,
+    port: str | None = None,
+    baud: int = 115200,
+    timeout: float = 5.0,
+    qemu_timeout: float = 600.0,
+) -> Iterator[Session]:
+    """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake."""
+    q: QemuSession | None = None
+    host: ProcessTransport | None = None
+    transport: Transport
+    if port is not None:
+        transport = SerialTransport(port, baudrate=baud)
+    elif target.is_host:
+        host = ProcessTransport([str(elf)])
+        transport = host
+    elif qemu:
+        q = QemuSession(target, elf, timeout=qemu_timeout)
+        q.start()
+        transport = q.transport
+    else:
+        raise McutlError(
+            f"no way to reach the {target.name} device: give --qemu (emulated) or "
+            "--port DEV (a board)"
+        )
+    try:
+        device = Device(transport, timeout=timeout)
+        hello = handshake(device)
+        yield Session(device=device, hello=hello, qemu=q, host=host)
+    finally:
+        if q is not None:
+            q.close()
+        elif host is not None:
+            host.close()
+        else:
+            transport.close()
