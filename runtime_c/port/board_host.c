@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcutl/board.h"
@@ -59,6 +60,13 @@ uint32_t mcutl_board_rx_dropped(void)
 uint32_t mcutl_board_stack_unused(void)
 {
     return 0;
+}
+
+uint32_t mcutl_board_ticks(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 }
 
 void mcutl_board_exit(int code)

@@ -35,6 +35,10 @@
 #define SCB_BFAR 0xE000ED38u
 #define SCB_AIRCR 0xE000ED0Cu
 #define STACK_PAINT 0xA5A5A5A5u
+#define SYST_CSR 0xE000E010u
+#define SYST_RVR 0xE000E014u
+#define SYST_CVR 0xE000E018u
+#define SYST_RELOAD 0x00FFFFFFu
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
 
@@ -43,6 +47,24 @@ void Reset_Handler(void);
 void Default_Handler(void);
 void Fault_Handler(void);
 void mcutl_uart_irq_handler(void);
+void SysTick_Handler(void);
+
+static volatile uint32_t systick_wraps;
+
+void SysTick_Handler(void)
+{
+    systick_wraps++;
+}
+
+uint32_t mcutl_board_ticks(void)
+{
+    uint32_t wraps, val;
+    do {
+        wraps = systick_wraps;
+        val = REG32(SYST_CVR);
+    } while (wraps != systick_wraps);
+    return (wraps << 24) + (SYST_RELOAD - val);
+}
 
 /* Fault exceptions share one handler that finds the stacked frame and reports. */
 __attribute__((naked)) void Fault_Handler(void)
@@ -75,7 +97,7 @@ __attribute__((section(".isr_vector"), used)) void (*const mcutl_vector_table[16
     [11] = Default_Handler, /* SVCall */
     [12] = Default_Handler, /* DebugMonitor */
     [14] = Default_Handler, /* PendSV */
-    [15] = Default_Handler, /* SysTick */
+    [15] = SysTick_Handler,
     [16 ... 16 + MCUTL_IRQ_COUNT - 1] = Default_Handler,
     [16 + MCUTL_UART_IRQ] = mcutl_uart_irq_handler,
 };
@@ -212,5 +234,9 @@ void Reset_Handler(void)
     for (dst = &_sstack; (uintptr_t)dst < (uintptr_t)sp - 64u;) {
         *dst++ = STACK_PAINT;
     }
+    /* SysTick: free-running at the core clock, 2^24 per wrap. */
+    REG32(SYST_RVR) = SYST_RELOAD;
+    REG32(SYST_CVR) = 0u;
+    REG32(SYST_CSR) = 7u; /* ENABLE | TICKINT | CLKSOURCE=processor */
     mcutl_board_exit(main());
 }

@@ -32,6 +32,13 @@ uint32_t mcutl_board_rx_dropped(void);
 /** Bytes of stack never touched since boot (painted at reset); 0 if unknown. */
 uint32_t mcutl_board_stack_unused(void);
 
+/**
+ * Free-running tick counter for cost measurements: core clock cycles on Cortex-M
+ * (SysTick; under QEMU `-icount shift=0` it counts instructions x clock_hz/1e9),
+ * nanoseconds on host. Wraps at 2^32; subtract two readings.
+ */
+uint32_t mcutl_board_ticks(void);
+
 /** End the program with @p code (semihosting exit under QEMU, exit() on host, reset on a board). */
 void mcutl_board_exit(int code) __attribute__((noreturn));
 

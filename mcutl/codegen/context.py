@@ -1,0 +1,127 @@
+"""What an op's C lowering writes into: constant tables, params structs, kernel calls.
+
+Each OpDef's `lower_c(node, graph, ctx)` asks this context for C names
+(`ctx.act`, `ctx.const_array`, `ctx.dims`, `ctx.params`) and appends one or more
+kernel calls (`ctx.call`). The context only collects plain data; the Jinja2
+templates (`templates/model*.c.j2`) loop over it and substitute.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_CTYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.float32): "float",
+    np.dtype(np.uint8): "uint8_t",
+}
+
+
+def c_ident(name: str) -> str:
+    """A readable C identifier from a tensor/node name ('features.0/conv' -> 'features_0_conv')."""
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "t"
+    if ident[0].isdigit():
+        ident = "t_" + ident
+    return re.sub(r"__+", "_", ident)
+
+
+def c_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        if v == -(2**31):
+            return "(-2147483647 - 1)"
+        return str(v)
+    if isinstance(value, (float, np.floating)):
+        return repr(float(np.float32(value))) + "f"
+    return str(value)
+
+
+@dataclass
+class ConstArray:
+    name: str
+    ctype: str
+    values: list[str]  # C literals, rendered 16 per line by the template
+    nbytes: int
+    comment: str = ""
+
+
+@dataclass
+class Struct:
+    name: str
+    ctype: str
+    fields: list[tuple[str, str]]  # (field, C expression), in order
+
+
+@dataclass
+class KernelCall:
+    comment: str
+    func: str
+    args: list[str]
+    macs: int = 0
+    node: str = ""
+
+
+@dataclass
+class CContext:
+    """Collects the C a graph lowers to. `act()` is resolved by the arena plan."""
+
+    act_offsets: dict[str, int]  # tensor name -> byte offset in the arena
+    consts: list[ConstArray] = field(default_factory=list)
+    structs: list[Struct] = field(default_factory=list)
+    calls: list[KernelCall] = field(default_factory=list)
+    _names: set[str] = field(default_factory=set)
+    _dims_cache: dict[tuple[int, ...], str] = field(default_factory=dict)
+
+    def unique(self, base: str) -> str:
+        name = c_ident(base)
+        if name not in self._names:
+            self._names.add(name)
+            return name
+        i = 1
+        while f"{name}_{i}" in self._names:
+            i += 1
+        self._names.add(f"{name}_{i}")
+        return f"{name}_{i}"
+
+    def act(self, tensor: str) -> str:
+        """C expression for the int8 pointer to an activation in the arena."""
+        return f"(mcutl_arena + {self.act_offsets[tensor]})"
+
+    def const_array(self, base: str, values: np.ndarray, comment: str = "") -> str:
+        """Emit a flash table (`static const`) and return its C name."""
+        arr = np.ascontiguousarray(values)
+        ctype = _CTYPES[arr.dtype]
+        name = self.unique(base)
+        flat = [c_literal(v) for v in arr.reshape(-1).tolist()]
+        self.consts.append(ConstArray(name, ctype, flat, int(arr.nbytes), comment))
+        return name
+
+    def dims(self, shape: tuple[int, ...]) -> str:
+        """A `static const mcutl_dims_t` for a shape (padded to 4-D NHWC); returns `&name`."""
+        s = tuple(int(v) for v in shape)
+        if len(s) > 4:
+            raise ValueError(f"shape {s} has more than 4 dimensions")
+        s4 = (1,) * (4 - len(s)) + s
+        if s4 not in self._dims_cache:
+            name = self.unique("dims_" + "x".join(map(str, s4)))
+            fields = list(zip(("n", "h", "w", "c"), map(str, s4), strict=True))
+            self.structs.append(Struct(name, "mcutl_dims_t", fields))
+            self._dims_cache[s4] = name
+        return "&" + self._dims_cache[s4]
+
+    def params(self, base: str, ctype: str, fields: dict[str, object]) -> str:
+        """A `static const` params struct; values are C expressions or numbers. Returns `&name`."""
+        name = self.unique(base)
+        self.structs.append(
+            Struct(name, ctype, [(k, c_literal(v)) for k, v in fields.items()])
+        )
+        return "&" + name
+
+    def call(self, func: str, args: list[str], comment: str, macs: int = 0, node: str = "") -> None:
+        self.calls.append(KernelCall(comment, func, args, macs, node))

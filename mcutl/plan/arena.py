@@ -1,0 +1,136 @@
+"""Static arena planner: offsets for buffers with known lifetimes.
+
+Algorithm (greedy by size, as TFLite Micro's GreedyMemoryPlanner): buffers are
+placed largest first (ties: longest-lived, then first added); each goes at the
+lowest aligned offset where it overlaps in memory no already-placed buffer whose
+lifetime overlaps its own. Lifetimes are inclusive step indices [first, last].
+
+Guarantees: two buffers that are live at the same step never share a byte
+(`check_no_overlap()` proves it). Not guaranteed: optimality. The arena can
+exceed `lower_bound()` (the most bytes live at any one step, with alignment
+padding) when fragmentation forces a gap; the plan report shows both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Buffer:
+    name: str
+    size: int
+    first: int  # first step at which the buffer is live (written)
+    last: int  # last step at which it is read
+    offset: int = -1
+
+    def live_at(self, step: int) -> bool:
+        return self.first <= step <= self.last
+
+    def overlaps_in_time(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+class PlanError(ValueError):
+    """A buffer request that cannot be planned (negative size, empty lifetime)."""
+
+
+def align_up(n: int, alignment: int) -> int:
+    return (n + alignment - 1) // alignment * alignment
+
+
+class ArenaPlanner:
+    def __init__(self, alignment: int = 16) -> None:
+        self.alignment = alignment
+        self.buffers: list[Buffer] = []
+        self._planned = False
+
+    def add_buffer(self, name: str, size: int, first: int, last: int) -> Buffer:
+        if size < 0 or last < first:
+            raise PlanError(f"buffer {name}: size {size}, lifetime [{first}, {last}] is invalid")
+        buf = Buffer(name, size, first, last)
+        self.buffers.append(buf)
+        self._planned = False
+        return buf
+
+    def plan(self) -> None:
+        order = sorted(
+            range(len(self.buffers)),
+            key=lambda i: (
+                -self.buffers[i].size,
+                -(self.buffers[i].last - self.buffers[i].first),
+                i,
+            ),
+        )
+        placed: list[Buffer] = []
+        for i in order:
+            buf = self.buffers[i]
+            size = align_up(buf.size, self.alignment)
+            conflicts = sorted(
+                (b for b in placed if b.overlaps_in_time(buf)), key=lambda b: b.offset
+            )
+            offset = 0
+            for other in conflicts:
+                if offset + size <= other.offset:
+                    break
+                offset = max(offset, align_up(other.offset + other.size, self.alignment))
+            buf.offset = offset
+            placed.append(buf)
+        self._planned = True
+
+    def offset(self, name: str) -> int:
+        return self._get(name).offset
+
+    def _get(self, name: str) -> Buffer:
+        if not self._planned:
+            self.plan()
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def arena_size(self) -> int:
+        if not self._planned:
+            self.plan()
+        end = max((b.offset + b.size for b in self.buffers), default=0)
+        return align_up(end, self.alignment)
+
+    def steps(self) -> range:
+        if not self.buffers:
+            return range(0)
+        return range(min(b.first for b in self.buffers), max(b.last for b in self.buffers) + 1)
+
+    def live_bytes(self, step: int) -> int:
+        return sum(align_up(b.size, self.alignment) for b in self.buffers if b.live_at(step))
+
+    def lower_bound(self) -> int:
+        """The most (aligned) bytes live at one step: no plan can be smaller."""
+        return max((self.live_bytes(s) for s in self.steps()), default=0)
+
+    def check_no_overlap(self) -> None:
+        """Raise AssertionError if two simultaneously live buffers share memory."""
+        if not self._planned:
+            self.plan()
+        bufs = self.buffers
+        for i, a in enumerate(bufs):
+            for b in bufs[i + 1 :]:
+                if a.size and b.size and a.overlaps_in_time(b):
+                    disjoint = a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+                    if not disjoint:
+                        raise AssertionError(
+                            f"arena plan overlap: {a.name} [{a.offset}, {a.offset + a.size}) "
+                            f"and {b.name} [{b.offset}, {b.offset + b.size}) are both live "
+                            f"in steps {max(a.first, b.first)}..{min(a.last, b.last)}"
+                        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "arena_bytes": self.arena_size(),
+            "lower_bound_bytes": self.lower_bound(),
+            "alignment": self.alignment,
+            "buffers": [
+                {"name": b.name, "offset": b.offset, "size": b.size, "first": b.first,
+                 "last": b.last}
+                for b in self.buffers
+            ],
+        }
