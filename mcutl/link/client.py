@@ -30,8 +30,6 @@ class DeviceFaultError(McutlError):
         super().__init__(f"device fault: {regs}")
 
 
-#: Unsolicited frame the fault hook sends before the firmware stops (runtime_c app.h).
-MSG_FAULT = 0x7E
 _FAULT_FIELDS = ("exc", "pc", "lr", "psr", "cfsr", "hfsr", "mmfar", "bfar", "sp")
 
 
@@ -102,7 +100,7 @@ class Device:
             self.stats.bytes_out += len(wire)
             deadline = time.monotonic() + timeout
             while (frame := self._read_frame(deadline)) is not None:
-                if frame.type == MSG_FAULT:
+                if frame.type == proto.MsgType.FAULT:
                     values = struct.unpack("<9I", frame.payload[:36])
                     raise DeviceFaultError(dict(zip(_FAULT_FIELDS, values, strict=True)))
                 if frame.seq != seq:
