@@ -52,6 +52,7 @@ class SerialTransport(Transport):
 
     def __init__(self, url: str, baudrate: int = 115200, connect_timeout: float = 0.0) -> None:
         self.url = url
+        self._closed_error: LinkClosedError | None = None
         deadline = time.monotonic() + connect_timeout
         while True:
             try:
@@ -73,17 +74,22 @@ class SerialTransport(Transport):
             raise LinkClosedError(f"serial link {self.url} closed while writing: {exc}") from exc
 
     def read_some(self, timeout: float) -> bytes:
-        # read(1) then what is waiting: pyserial's socket:// read(n) drops partial data
-        # when the peer closes (see notes/qemu.md), read(1) does not.
+        # read(1), then what is waiting, one call at a time: pyserial's socket:// read(n)
+        # drops partial data when the peer closes (see notes/qemu.md). Bytes that arrived
+        # before the peer closed are returned first; the close is raised on the next call.
+        if self._closed_error is not None:
+            raise self._closed_error
         self._ser.timeout = timeout
+        data = b""
         try:
-            first = self._ser.read(1)
-            if not first:
-                return b""
-            waiting = self._ser.in_waiting
-            return first + (self._ser.read(waiting) if waiting else b"")
+            data = self._ser.read(1)
+            while data and self._ser.in_waiting:
+                data += self._ser.read(self._ser.in_waiting)
         except (serial.SerialException, OSError) as exc:
-            raise LinkClosedError(f"serial link {self.url} closed: {exc}") from exc
+            self._closed_error = LinkClosedError(f"serial link {self.url} closed: {exc}")
+            if not data:
+                raise self._closed_error from exc
+        return data
 
     def close(self) -> None:
         self._ser.close()
