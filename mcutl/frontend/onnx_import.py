@@ -1,0 +1,262 @@
+"""ONNX -> float IR (channel-last), for the ops PyTorch's exporters emit.
+
+Constant sub-graphs (Shape, Gather, Concat... of static shapes) are evaluated at
+import; every other op maps onto one GraphBuilder call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from mcutl.frontend.builder import GraphBuilder
+from mcutl.ir.graph import Graph
+
+Handler = Callable[[GraphBuilder, "_Node"], None]
+
+
+class _Node:
+    """An ONNX node with decoded attributes and a stable name."""
+
+    def __init__(self, proto: onnx.NodeProto, index: int) -> None:
+        self.op_type = proto.op_type
+        self.name = proto.name or f"{proto.op_type}_{index}"
+        self.inputs = list(proto.input)
+        self.outputs = list(proto.output)
+        self.attrs: dict[str, Any] = {a.name: helper.get_attribute_value(a)
+                                      for a in proto.attribute}
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        value = self.attrs.get(key, default)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def opt_input(self, i: int) -> str:
+        return self.inputs[i] if i < len(self.inputs) else ""
+
+
+def _conv(b: GraphBuilder, n: _Node) -> None:
+    w = b.const(n.inputs[1])
+    nsp = w.ndim - 2
+    _no_auto_pad(b, n)
+    bias = b.const(n.inputs[2]) if n.opt_input(2) else None
+    b.conv(n.name, n.outputs[0], n.inputs[0], w, bias, n.attr("strides", [1] * nsp),
+           n.attr("pads", [0] * 2 * nsp), n.attr("dilations", [1] * nsp), n.attr("group", 1))
+
+
+def _pool(kind: str) -> Handler:
+    def handle(b: GraphBuilder, n: _Node) -> None:
+        _no_auto_pad(b, n)
+        kernel = n.attr("kernel_shape")
+        nsp = len(kernel)
+        if any(d != 1 for d in n.attr("dilations", [1] * nsp)):
+            raise b.unsupported("pooling with dilation")
+        if len(n.outputs) > 1 and n.outputs[1]:
+            raise b.unsupported("MaxPool indices output")
+        b.pool(kind, n.name, n.outputs[0], n.inputs[0], kernel, n.attr("strides", [1] * nsp),
+               n.attr("pads", [0] * 2 * nsp), bool(n.attr("ceil_mode", 0)),
+               bool(n.attr("count_include_pad", 0)))
+    return handle
+
+
+def _no_auto_pad(b: GraphBuilder, n: _Node) -> None:
+    if n.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise b.unsupported(f"auto_pad={n.attr('auto_pad')}: export with explicit pads")
+
+
+def _batchnorm(b: GraphBuilder, n: _Node) -> None:
+    if len([o for o in n.outputs if o]) > 1 or n.attr("training_mode", 0):
+        raise b.unsupported("BatchNormalization in training mode")
+    gamma, beta, mean, var = (b.const(i) for i in n.inputs[1:5])
+    b.batchnorm(n.name, n.outputs[0], n.inputs[0], gamma, beta, mean, var,
+                n.attr("epsilon", 1e-5))
+
+
+def _clip(b: GraphBuilder, n: _Node) -> None:
+    lo, hi = n.attr("min", float("-inf")), n.attr("max", float("inf"))
+    if n.opt_input(1):
+        lo = float(b.const(n.inputs[1]))
+    if n.opt_input(2):
+        hi = float(b.const(n.inputs[2]))
+    b.clip(n.name, n.outputs[0], n.inputs[0], float(lo), float(hi))
+
+
+def _reduce_mean(b: GraphBuilder, n: _Node) -> None:
+    axes = n.attr("axes")
+    if n.opt_input(1):
+        axes = [int(a) for a in b.const(n.inputs[1]).reshape(-1)]
+    if axes is None:
+        raise b.unsupported("ReduceMean over all axes")
+    b.mean(n.name, n.outputs[0], n.inputs[0], axes, bool(n.attr("keepdims", 1)))
+
+
+def _flatten(b: GraphBuilder, n: _Node) -> None:
+    if n.attr("axis", 1) != 1:
+        raise b.unsupported(f"Flatten axis={n.attr('axis')} (only 1)")
+    b.reshape(n.name, n.outputs[0], n.inputs[0], (1, -1))
+
+
+def _reshape(b: GraphBuilder, n: _Node) -> None:
+    if n.attr("allowzero", 0):
+        raise b.unsupported("Reshape with allowzero=1")
+    b.reshape(n.name, n.outputs[0], n.inputs[0], [int(d) for d in b.const(n.inputs[1])])
+
+
+def _squeeze(unsqueeze: bool) -> Handler:
+    def handle(b: GraphBuilder, n: _Node) -> None:
+        axes = n.attr("axes")
+        if n.opt_input(1):
+            axes = [int(a) for a in b.const(n.inputs[1]).reshape(-1)]
+        shape = list(b.value(n.inputs[0]).src_shape)
+        if unsqueeze:
+            new = _unsqueeze_shape(shape, axes or [])
+        else:
+            rank = len(shape)
+            drop = {a % rank for a in axes} if axes else {i for i, d in enumerate(shape) if d == 1}
+            new = [d for i, d in enumerate(shape) if i not in drop]
+        b.reshape(n.name, n.outputs[0], n.inputs[0], new)
+    return handle
+
+
+def _unsqueeze_shape(shape: list[int], axes: list[int]) -> list[int]:
+    rank = len(shape) + len(axes)
+    new = list(shape)
+    for a in sorted(a % rank for a in axes):
+        new.insert(a, 1)
+    return new
+
+
+def _gemm(b: GraphBuilder, n: _Node) -> None:
+    if n.attr("transA", 0):
+        raise b.unsupported("Gemm with transA=1")
+    w = b.const(n.inputs[1]).astype(np.float32)
+    w = w if n.attr("transB", 0) else w.T
+    w = w * np.float32(n.attr("alpha", 1.0))
+    bias = None
+    if n.opt_input(2):
+        bias = np.broadcast_to(b.const(n.inputs[2]).astype(np.float32).reshape(-1),
+                               (w.shape[0],)) * np.float32(n.attr("beta", 1.0))
+    b.linear(n.name, n.outputs[0], n.inputs[0], np.ascontiguousarray(w), bias)
+
+
+def _matmul(b: GraphBuilder, n: _Node) -> None:
+    w = b.const(n.inputs[1])
+    if w.ndim != 2:
+        raise b.unsupported("MatMul needs a constant 2-D right operand")
+    b.linear(n.name, n.outputs[0], n.inputs[0], np.ascontiguousarray(w.T), None)
+
+
+def _relu(b: GraphBuilder, n: _Node) -> None:
+    b.act(n.name, n.outputs[0], n.inputs[0], "relu")
+
+
+def _identity(b: GraphBuilder, n: _Node) -> None:
+    b.alias(n.outputs[0], n.inputs[0])
+
+
+def _add(b: GraphBuilder, n: _Node) -> None:
+    b.add(n.name, n.outputs[0], n.inputs[0], n.inputs[1])
+
+
+def _gap(b: GraphBuilder, n: _Node) -> None:
+    b.global_avgpool(n.name, n.outputs[0], n.inputs[0])
+
+
+def _concat(b: GraphBuilder, n: _Node) -> None:
+    b.concat(n.name, n.outputs[0], n.inputs, n.attr("axis"))
+
+
+HANDLERS: dict[str, Handler] = {
+    "Conv": _conv, "BatchNormalization": _batchnorm, "Relu": _relu, "Clip": _clip,
+    "Add": _add, "AveragePool": _pool("avg"), "MaxPool": _pool("max"),
+    "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean, "Flatten": _flatten,
+    "Reshape": _reshape, "Gemm": _gemm, "MatMul": _matmul, "Concat": _concat,
+    "Identity": _identity, "Dropout": _identity, "Squeeze": _squeeze(False),
+    "Unsqueeze": _squeeze(True),
+}
+
+#: Ops evaluated in numpy when all their inputs are constants.
+CONST_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Reshape",
+             "Add", "Sub", "Mul", "Div", "Identity", "Transpose")
+
+SUPPORTED = sorted(set(HANDLERS) | {"Constant"})
+
+
+def _const_eval(b: GraphBuilder, n: _Node) -> bool:
+    """Evaluate ``n`` if its inputs are constants (or it is Shape); True if done."""
+    ins = [i for i in n.inputs if i]
+    if n.op_type == "Shape" and ins and not b.is_const(ins[0]):
+        b.set_const(n.outputs[0], np.array(b.value(ins[0]).src_shape, np.int64))
+        return True
+    if n.op_type not in CONST_OPS or not ins or not all(b.is_const(i) for i in ins):
+        return False
+    x = [b.const(i) for i in ins]
+    op = n.op_type
+    if op in ("Identity", "Cast"):
+        y = x[0]
+    elif op == "Shape":
+        y = np.array(x[0].shape, np.int64)
+    elif op == "Gather":
+        y = np.take(x[0], x[1], axis=n.attr("axis", 0))
+    elif op in ("Unsqueeze", "Squeeze"):
+        axes = n.attr("axes") if len(x) < 2 else [int(a) for a in x[1].reshape(-1)]
+        if op == "Unsqueeze":
+            y = x[0].reshape(_unsqueeze_shape(list(x[0].shape), axes))
+        else:
+            y = np.squeeze(x[0], axis=tuple(axes) if axes else None)
+    elif op == "Concat":
+        y = np.concatenate([np.atleast_1d(v) for v in x], axis=n.attr("axis"))
+    elif op == "Reshape":
+        y = x[0].reshape([int(d) for d in x[1]])
+    elif op == "Transpose":
+        y = np.transpose(x[0], n.attr("perm"))
+    else:
+        y = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+             "Div": np.divide}[op](x[0], x[1])
+    if op == "Cast":
+        y = y.astype(helper.tensor_dtype_to_np_dtype(n.attr("to")))
+    b.set_const(n.outputs[0], np.asarray(y))
+    return True
+
+
+def from_onnx(model: onnx.ModelProto | str | Path | bytes) -> Graph:
+    """Import an ONNX model (object, path or serialized bytes) as a float IR graph."""
+    if isinstance(model, bytes):
+        model = onnx.load_from_string(model)
+    elif not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    g = model.graph
+    b = GraphBuilder(SUPPORTED)
+    for init in g.initializer:
+        b.set_const(init.name, numpy_helper.to_array(init))
+    for inp in g.input:
+        if b.is_const(inp.name):
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        b.add_input(inp.name, [d.dim_value if d.dim_value > 0 else 1 for d in dims])
+    for i, proto in enumerate(g.node):
+        n = _Node(proto, i)
+        with b.at(n.op_type, n.name):
+            if n.op_type == "Constant":
+                b.set_const(n.outputs[0], _constant_value(b, n))
+            elif _const_eval(b, n):
+                continue
+            elif n.op_type in HANDLERS:
+                HANDLERS[n.op_type](b, n)
+            else:
+                raise b.unsupported("no import rule for this op")
+    return b.finish([o.name for o in g.output])
+
+
+def _constant_value(b: GraphBuilder, n: _Node) -> np.ndarray:
+    if "value" in n.attrs:
+        return numpy_helper.to_array(n.attrs["value"])
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64),
+                       ("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in n.attrs:
+            return np.array(n.attrs[key], dtype)
+    raise b.unsupported("Constant without a dense value")

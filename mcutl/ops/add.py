@@ -1,0 +1,43 @@
+"""add: element-wise sum of two activations of the same shape, with a fused ``act``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mcutl.ir.graph import Graph, Node
+from mcutl.ops.base import OpDef, Shape, apply_act, register
+
+if TYPE_CHECKING:
+    from mcutl.tflite.export import LoweringContext
+
+
+@register
+class Add(OpDef):
+    name = "add"
+    family = "add"
+    num_inputs = (2, 2)
+    input_roles = ("act", "act")
+    accepts_act = True
+
+    def check(self, node: Node, graph: Graph) -> None:
+        super().check(node, graph)
+        a, b = (graph.tensors[i].shape for i in node.inputs)
+        if a != b:
+            raise self.unsupported(node, f"operand shapes differ ({a} vs {b}); "
+                                         "broadcasting is not supported")
+
+    def infer_shape(self, node: Node, in_shapes: Sequence[Shape | None]) -> list[Shape]:
+        assert in_shapes[0] is not None
+        return [in_shapes[0]]
+
+    def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        a, b = inputs
+        assert a is not None and b is not None
+        return [apply_act(a + b, node.attrs.get("act", "none"))]
+
+    def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
+        ctx.op("ADD", [ctx.tensor(i) for i in node.inputs], [ctx.tensor(node.outputs[0])],
+               fused_activation=node.attrs.get("act", "none").upper())

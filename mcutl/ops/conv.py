@@ -1,0 +1,130 @@
+"""conv2d: standard, depthwise (any depth multiplier), pointwise and grouped 2-D convolution.
+
+Inputs: x ``(1, H, W, C_in)``, weight OHWI ``(C_out, kh, kw, C_in / groups)``, bias
+``(C_out,)`` (always present; zeros when the source had none).
+Attrs: ``stride (sh, sw)``, ``pad (top, left, bottom, right)``, ``groups``,
+``dilation`` (must be (1, 1)), ``act`` ('none' | 'relu' | 'relu6').
+Depthwise means ``groups == C_in > 1``; output channel ``o`` reads input channel
+``o // (C_out / groups)``, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mcutl.ir.graph import Graph, Node
+from mcutl.ops._const import private_const
+from mcutl.ops._window import out_size, pad_nhwc, window_views
+from mcutl.ops.base import OpDef, Shape, apply_act, attr_pad, attr_pair, register
+
+if TYPE_CHECKING:
+    from mcutl.tflite.export import LoweringContext
+
+
+def conv_kind(node: Node, graph: Graph) -> str:
+    """'depthwise' | 'pointwise' | 'grouped' | 'standard' (what kernel the node needs)."""
+    c_in = graph.tensors[node.inputs[0]].shape[-1]
+    groups = int(node.attrs.get("groups", 1))
+    kh, kw = graph.tensors[node.inputs[1]].shape[1:3]
+    if groups > 1 and groups == c_in:
+        return "depthwise"
+    if groups > 1:
+        return "grouped"
+    if (kh, kw) == (1, 1) and tuple(node.attrs["stride"]) == (1, 1) and not any(
+            node.attrs.get("pad", (0, 0, 0, 0))):
+        return "pointwise"
+    return "standard"
+
+
+@register
+class Conv2d(OpDef):
+    name = "conv2d"
+    family = "conv"
+    num_inputs = (3, 3)
+    input_roles = ("act", "weight", "bias")
+    accepts_act = True
+
+    def check(self, node: Node, graph: Graph) -> None:
+        super().check(node, graph)
+        x = graph.tensors[node.inputs[0]].shape
+        w = graph.tensors[node.inputs[1]].shape
+        groups = int(node.attrs.get("groups", 1))
+        if tuple(node.attrs.get("dilation", (1, 1))) != (1, 1):
+            raise self.unsupported(node, f"dilation {tuple(node.attrs['dilation'])} "
+                                         "(only dilation 1 is supported)")
+        if len(x) != 4 or len(w) != 4:
+            raise self.unsupported(node, f"needs 4-D NHWC input and OHWI weight, got "
+                                         f"{x} and {w}")
+        if groups < 1 or x[3] % groups or w[0] % groups or w[3] * groups != x[3]:
+            raise self.unsupported(node, f"groups={groups} does not fit input channels "
+                                         f"{x[3]} and weight {w}")
+        if graph.tensors[node.inputs[2]].shape != (w[0],):
+            raise self.unsupported(node, "bias must have shape (C_out,)")
+        attr_pair(node, "stride")
+        attr_pad(node)
+
+    def infer_shape(self, node: Node, in_shapes: Sequence[Shape | None]) -> list[Shape]:
+        x, w = in_shapes[0], in_shapes[1]
+        assert x is not None and w is not None
+        sh, sw = attr_pair(node, "stride")
+        t, left, b, r = attr_pad(node)
+        return [(x[0], out_size(x[1], w[1], sh, t, b), out_size(x[2], w[2], sw, left, r), w[0])]
+
+    def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, w, bias = inputs
+        assert x is not None and w is not None and bias is not None
+        groups = int(node.attrs.get("groups", 1))
+        sh, sw = attr_pair(node, "stride")
+        pad = attr_pad(node)
+        c_out, kh, kw, cg = w.shape
+        og = c_out // groups
+        n, h, wd, _ = x.shape
+        ho = out_size(h, kh, sh, pad[0], pad[2])
+        wo = out_size(wd, kw, sw, pad[1], pad[3])
+        xp = pad_nhwc(x.astype(np.float32), pad, 0.0)
+        wg = w.astype(np.float32).reshape(groups, og, kh, kw, cg)
+        acc = np.zeros((groups, n * ho * wo, og), np.float32)
+        for i, j, view in window_views(xp, kh, kw, sh, sw, ho, wo):
+            cols = view.reshape(n * ho * wo, groups, cg).transpose(1, 0, 2)
+            acc += np.matmul(cols, wg[:, :, i, j, :].transpose(0, 2, 1))
+        y = acc.transpose(1, 0, 2).reshape(n, ho, wo, c_out) + bias.astype(np.float32)
+        return [apply_act(y, node.attrs.get("act", "none"))]
+
+    def absorb_affine(self, graph: Graph, node: Node, scale: np.ndarray,
+                      shift: np.ndarray) -> bool:
+        if node.attrs.get("act", "none") != "none":
+            return False
+        w = private_const(graph, node, 1)
+        b = private_const(graph, node, 2)
+        assert w.data is not None and b.data is not None
+        w.data = (w.data * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+        b.data = (b.data * scale + shift).astype(np.float32)
+        return True
+
+    def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        """mcutl's int8 conv kernels need none (runtime_c/include/mcutl/int8.h); an
+        im2col variant would declare its buffer here, per ``conv_kind``."""
+        return 0
+
+    def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
+        g = ctx.graph
+        x_name, w_name, b_name = node.inputs
+        w = g.tensors[w_name]
+        sh, sw = attr_pair(node, "stride")
+        x, padding = ctx.window_input(node, x_name, w.shape[1], w.shape[2], sh, sw,
+                                      attr_pad(node))
+        act = node.attrs.get("act", "none").upper()
+        opts = {"stride_h": sh, "stride_w": sw, "padding": padding, "fused_activation": act}
+        if conv_kind(node, g) == "depthwise":
+            assert w.data is not None and w.quant is not None
+            c_in = g.tensors[x_name].shape[-1]
+            data = np.ascontiguousarray(w.data.transpose(3, 1, 2, 0))  # OHW1 -> 1HWO
+            wt = ctx.const(w_name, data, w.quant.scale, w.quant.zero_point, 3)
+            ctx.op("DEPTHWISE_CONV_2D", [x, wt, ctx.tensor(b_name)],
+                   [ctx.tensor(node.outputs[0])], depth_multiplier=w.shape[0] // c_in, **opts)
+            return
+        ctx.op("CONV_2D", [x, ctx.tensor(w_name), ctx.tensor(b_name)],
+               [ctx.tensor(node.outputs[0])], **opts)

@@ -1,0 +1,122 @@
+"""Pooling: avgpool2d, maxpool2d and global_avgpool.
+
+avgpool2d / maxpool2d attrs: ``kernel (kh, kw)``, ``stride (sh, sw)``,
+``pad (top, left, bottom, right)``. Padded cells are ignored (TFLite semantics):
+an average divides by the number of real cells under the window.
+global_avgpool: mean over H and W, output ``(1, 1, 1, C)``.
+In int8 all three keep the input's scale and zero point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mcutl.ir.graph import Graph, Node
+from mcutl.ops._window import out_size, pad_nhwc, window_views
+from mcutl.ops.base import OpDef, QuantRule, Shape, attr_pad, attr_pair, register
+
+if TYPE_CHECKING:
+    from mcutl.tflite.export import LoweringContext
+
+
+class _Pool2d(OpDef):
+    family = "pool"
+    quant_rule = QuantRule.SAME_AS_INPUT
+    tflite_op = ""
+
+    def check(self, node: Node, graph: Graph) -> None:
+        super().check(node, graph)
+        if len(graph.tensors[node.inputs[0]].shape) != 4:
+            raise self.unsupported(node, "needs a 4-D NHWC input")
+        kh, kw = attr_pair(node, "kernel")
+        attr_pair(node, "stride")
+        t, left, b, r = attr_pad(node)
+        if max(t, b) >= kh or max(left, r) >= kw:
+            raise self.unsupported(node, "padding must be smaller than the kernel")
+
+    def infer_shape(self, node: Node, in_shapes: Sequence[Shape | None]) -> list[Shape]:
+        x = in_shapes[0]
+        assert x is not None
+        kh, kw = attr_pair(node, "kernel")
+        sh, sw = attr_pair(node, "stride")
+        t, left, b, r = attr_pad(node)
+        return [(x[0], out_size(x[1], kh, sh, t, b), out_size(x[2], kw, sw, left, r), x[3])]
+
+    def _windows(self, node: Node, x: np.ndarray, fill: float
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+        kh, kw = attr_pair(node, "kernel")
+        sh, sw = attr_pair(node, "stride")
+        pad = attr_pad(node)
+        _, ho, wo, _ = self.infer_shape(node, [x.shape])[0]
+        xp = pad_nhwc(x, pad, fill)
+        return window_views(xp, kh, kw, sh, sw, ho, wo)
+
+    def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
+        kh, kw = attr_pair(node, "kernel")
+        sh, sw = attr_pair(node, "stride")
+        # Padding that is neither SAME nor VALID cannot become a zero-filled PAD op:
+        # zeros would win a max / be counted in an average.
+        x, padding = ctx.window_input(node, node.inputs[0], kh, kw, sh, sw, attr_pad(node),
+                                      pad_value=None)
+        ctx.op(self.tflite_op, [x], [ctx.tensor(node.outputs[0])], stride_h=sh, stride_w=sw,
+               filter_h=kh, filter_w=kw, padding=padding, fused_activation="NONE")
+
+
+@register
+class MaxPool2d(_Pool2d):
+    name = "maxpool2d"
+    tflite_op = "MAX_POOL_2D"
+
+    def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        assert x is not None
+        y = None
+        for _, _, v in self._windows(node, x, -np.inf):
+            y = v.copy() if y is None else np.maximum(y, v)
+        assert y is not None
+        return [y.astype(np.float32)]
+
+
+@register
+class AvgPool2d(_Pool2d):
+    name = "avgpool2d"
+    tflite_op = "AVERAGE_POOL_2D"
+
+    def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        assert x is not None
+        total = sum(v for _, _, v in self._windows(node, x, 0.0))
+        ones = np.ones((1,) + x.shape[1:3] + (1,), np.float32)
+        count = sum(v for _, _, v in self._windows(node, ones, 0.0))
+        return [(total / count).astype(np.float32)]
+
+
+@register
+class GlobalAvgPool(OpDef):
+    name = "global_avgpool"
+    family = "pool"
+    quant_rule = QuantRule.SAME_AS_INPUT
+
+    def check(self, node: Node, graph: Graph) -> None:
+        super().check(node, graph)
+        if len(graph.tensors[node.inputs[0]].shape) != 4:
+            raise self.unsupported(node, "needs a 4-D NHWC input")
+
+    def infer_shape(self, node: Node, in_shapes: Sequence[Shape | None]) -> list[Shape]:
+        x = in_shapes[0]
+        assert x is not None
+        return [(x[0], 1, 1, x[3])]
+
+    def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        assert x is not None
+        return [x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)]
+
+    def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
+        _, h, w, _ = ctx.graph.tensors[node.inputs[0]].shape
+        ctx.op("AVERAGE_POOL_2D", [ctx.tensor(node.inputs[0])], [ctx.tensor(node.outputs[0])],
+               stride_h=1, stride_w=1, filter_h=h, filter_w=w, padding="VALID",
+               fused_activation="NONE")
