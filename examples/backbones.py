@@ -111,6 +111,21 @@ def randomize_batchnorm_stats(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def spread_init(model: nn.Module, seed: int = 0) -> nn.Module:
+    """He-normal weights (std sqrt(2 / fan_in)) for every conv and linear layer.
+
+    PyTorch's default init leaves these small networks' outputs almost independent of
+    the input; tests that compare outputs need a random network whose outputs vary.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+    return model
+
+
 BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, ...]]] = {
     "tiny_mbv2": (TinyMBV2, (1, 1, 28, 28)),
     "tiny_imu1d": (TinyIMU1D, (1, 6, 100)),

@@ -163,6 +163,69 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError as exc:
+        raise McutlError(f"--input-shape {text!r}: give sizes like 1,1,28,28") from exc
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcutl.compile import compile_backbone, load_calib
+
+    if args.method not in (None, "none"):
+        raise McutlError(
+            f"--method {args.method}: on-device training methods are not in this build yet; "
+            "compile the frozen backbone for inference (omit --method)"
+        )
+    out = Path(args.output)
+    with console.status(f"compiling {args.model} for {args.target}"):
+        info, gen, fws = compile_backbone(
+            args.model,
+            args.target,
+            out,
+            calib=load_calib(Path(args.calib) if args.calib else None),
+            input_shape=_parse_shape(args.input_shape),
+            source_name=str(args.model),
+        )
+    console.print((out / "report.md").read_text(), markup=False, highlight=False)
+    console.print(f"[green]built[/] {', '.join(str(out / p) for p in info.firmware.values())}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from rich.progress import Progress
+
+    from mcutl.run import run_build
+
+    with np.load(args.input) as npz:
+        if not npz.files:
+            raise McutlError(f"{args.input} holds no arrays; put the input batch first")
+        x = np.asarray(npz[npz.files[0]])
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("inference", total=len(x))
+        res = run_build(
+            Path(args.build),
+            x,
+            qemu=args.qemu,
+            port=args.port,
+            baud=args.baud,
+            progress=lambda i: bar.update(task, completed=i),
+        )
+    np.savez(args.output, y=res.y, scale=np.float32(res.scale),
+             zero_point=np.int32(res.zero_point), ticks=np.asarray(res.ticks, dtype=np.uint32))
+    console.print(f"wrote {args.output}: y {res.y.shape} int8, scale {res.scale:g}, "
+                  f"zero point {res.zero_point}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mcutl",
@@ -187,6 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baud", type=int, default=115200)
     g.add_argument("--json", action="store_true", help="one machine-readable JSON line")
     g.set_defaults(func=cmd_ping)
+
+    c = sub.add_parser("compile", help="compile a model into firmware (inference of the backbone)")
+    c.add_argument("model", help="model file: .onnx, .pt2 (torch.export) or int8 .tflite")
+    c.add_argument("--target", required=True)
+    c.add_argument("--calib", help="npz whose first array is a calibration batch (float models)")
+    c.add_argument("--input-shape", help="input shape incl. batch, e.g. 1,1,28,28 (if needed)")
+    c.add_argument("--method", help="on-device training method (later: repnet)")
+    c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled backbone on a batch of inputs")
+    r.add_argument("build", help="build folder from `mcutl compile`")
+    r.add_argument("--input", required=True, help="npz: first array = batch, source layout")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--qemu", action="store_true", help="run in QEMU (default: host build)")
+    where.add_argument("--port", help="serial port of a board running this build")
+    r.add_argument("--baud", type=int, default=115200)
+    r.add_argument("-o", "--output", default="out.npz")
+    r.set_defaults(func=cmd_run)
     return p
 
 

@@ -214,7 +214,13 @@ def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmwar
     else:
         flags += list(CORTEXM_CFLAGS)
     flags += [f"-D{k}={v}" for k, v in sorted(spec.defines.items())]
-    headers = [p for d in includes if d.is_dir() and d != gen_dir for p in d.rglob("*.h")]
+    headers = [
+        p
+        for d in includes
+        if d.is_dir() and d != gen_dir
+        for p in d.rglob("*.h")
+        if not any(part.endswith(".gen") for part in p.parts)
+    ]
     build_id = _build_id(target, spec, [*sources, *headers], flags + [str(spec.semihosting)])
     elf = out_dir / (spec.name if target.is_host else f"{spec.name}.elf")
     stamp = out_dir / f"{spec.name}.buildid"

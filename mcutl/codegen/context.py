@@ -59,6 +59,12 @@ class Struct:
 
 
 @dataclass
+class PtrArray:
+    name: str
+    exprs: list[str]  # arena pointer expressions
+
+
+@dataclass
 class KernelCall:
     comment: str
     func: str
@@ -75,6 +81,7 @@ class CContext:
     consts: list[ConstArray] = field(default_factory=list)
     structs: list[Struct] = field(default_factory=list)
     calls: list[KernelCall] = field(default_factory=list)
+    ptr_arrays: list[PtrArray] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
     _dims_cache: dict[tuple[int, ...], str] = field(default_factory=dict)
 
@@ -122,6 +129,12 @@ class CContext:
             Struct(name, ctype, [(k, c_literal(v)) for k, v in fields.items()])
         )
         return "&" + name
+
+    def ptr_array(self, base: str, exprs: list[str]) -> str:
+        """A `static const int8_t *const name[]` of arena pointers; returns its name."""
+        name = self.unique(base)
+        self.ptr_arrays.append(PtrArray(name, exprs))
+        return name
 
     def call(self, func: str, args: list[str], comment: str, macs: int = 0, node: str = "") -> None:
         self.calls.append(KernelCall(comment, func, args, macs, node))

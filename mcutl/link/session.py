@@ -61,6 +61,7 @@ def open_session(
     baud: int = 115200,
     timeout: float = 5.0,
     qemu_timeout: float = 600.0,
+    icount: bool = False,
 ) -> Iterator[Session]:
     """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake."""
     q: QemuSession | None = None
@@ -72,7 +73,7 @@ def open_session(
         host = ProcessTransport([str(elf)])
         transport = host
     elif qemu:
-        q = QemuSession(target, elf, timeout=qemu_timeout)
+        q = QemuSession(target, elf, timeout=qemu_timeout, icount=icount)
         q.start()
         transport = q.transport
     else:

@@ -2,18 +2,21 @@
 
 ``simplify`` fuses them into the producing node's ``act`` attr when that op
 accepts one and nobody else reads the producer's output; what remains is a
-standalone int8 op with its own (calibrated) output params.
+standalone int8 op whose output keeps its input's params (a clamp in the int8
+domain): tflite-runtime requantises RELU/RELU6 in float32, TFLite Micro in double
+(and its RELU6 not at all), so only equal params make both oracles agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcutl.ir.graph import Graph, Node
-from mcutl.ops.base import OpDef, Shape, apply_act, get_op, register
+from mcutl.ops.base import OpDef, QuantRule, Shape, apply_act, get_op, register
+from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     from mcutl.tflite.export import LoweringContext
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 class _Activation(OpDef):
     family = "activation"
     tflite_op = ""
+    quant_rule = QuantRule.SAME_AS_INPUT
 
     def infer_shape(self, node: Node, in_shapes: Sequence[Shape | None]) -> list[Shape]:
         assert in_shapes[0] is not None
@@ -45,6 +49,17 @@ class _Activation(OpDef):
 
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op(self.tflite_op, [ctx.tensor(node.inputs[0])], [ctx.tensor(node.outputs[0])])
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields
+
+        x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+        p = fp.relu_params(self.tflite_op, *qparams(x), *qparams(y))
+        base = ctx.unique(node.name)
+        params = ctx.params(f"{base}_params", "mcutl_relu_params_t", struct_fields(p, ctx, base))
+        ctx.call("mcutl_relu_s8", [params, ctx.act(node.inputs[0]), ctx.act(node.outputs[0]),
+                                   str(y.size)],
+                 describe(node, graph), node=node.name)
 
 
 @register

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcutl.ir.graph import Graph, Node
 from mcutl.ops.base import OpDef, Shape, apply_act, register
+from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     from mcutl.tflite.export import LoweringContext
@@ -41,3 +42,17 @@ class Add(OpDef):
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op("ADD", [ctx.tensor(i) for i in node.inputs], [ctx.tensor(node.outputs[0])],
                fused_activation=node.attrs.get("act", "none").upper())
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields
+
+        a, b = (graph.tensors[n] for n in node.inputs)
+        y = graph.tensors[node.outputs[0]]
+        p = fp.add_params(*qparams(a), *qparams(b), *qparams(y),
+                          activation=node.attrs.get("act", "none").upper())
+        base = ctx.unique(node.name)
+        params = ctx.params(f"{base}_params", "mcutl_add_params_t", struct_fields(p, ctx, base))
+        ctx.call("mcutl_add_s8",
+                 [params, ctx.act(node.inputs[0]), ctx.act(node.inputs[1]),
+                  ctx.act(node.outputs[0]), str(y.size)],
+                 describe(node, graph), node=node.name)

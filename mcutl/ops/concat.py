@@ -7,7 +7,7 @@ CONCATENATION does not rescale), so PTQ ties their ranges together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,3 +53,17 @@ class Concat(OpDef):
         ctx.op("CONCATENATION", [ctx.tensor(i) for i in node.inputs],
                [ctx.tensor(node.outputs[0])], axis=int(node.attrs["axis"]),
                fused_activation="NONE")
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe
+
+        axis = int(node.attrs["axis"])
+        y = graph.tensors[node.outputs[0]]
+        outer = int(np.prod(y.shape[:axis]))
+        sizes = [int(np.prod(graph.tensors[i].shape[axis:])) for i in node.inputs]
+        base = ctx.unique(node.name)
+        ptrs = ctx.ptr_array(f"{base}_inputs", [ctx.act(i) for i in node.inputs])
+        copy = ctx.const_array(f"{base}_copy_sizes", np.asarray(sizes, dtype=np.int32))
+        ctx.call("mcutl_concatenation_s8",
+                 [ptrs, copy, str(len(sizes)), str(outer), ctx.act(node.outputs[0])],
+                 describe(node, graph), node=node.name)

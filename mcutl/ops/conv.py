@@ -11,7 +11,7 @@ Depthwise means ``groups == C_in > 1``; output channel ``o`` reads input channel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from mcutl.ir.graph import Graph, Node
 from mcutl.ops._const import private_const
 from mcutl.ops._window import out_size, pad_nhwc, window_views
 from mcutl.ops.base import OpDef, Shape, apply_act, attr_pad, attr_pair, register
+from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     from mcutl.tflite.export import LoweringContext
@@ -128,3 +129,39 @@ class Conv2d(OpDef):
             return
         ctx.op("CONV_2D", [x, ctx.tensor(w_name), ctx.tensor(b_name)],
                [ctx.tensor(node.outputs[0])], **opts)
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields, weight_scales
+
+        x, w, b = (graph.tensors[n] for n in node.inputs)
+        y = graph.tensors[node.outputs[0]]
+        assert w.data is not None and b.data is not None
+        s_in, zp_in = qparams(x)
+        s_out, zp_out = qparams(y)
+        sh, sw = attr_pair(node, "stride")
+        top, left, _, _ = attr_pad(node)
+        act = node.attrs.get("act", "none").upper()
+        c_out, kh, kw, cg = w.shape
+        kind = conv_kind(node, graph)
+        base = ctx.unique(node.name)
+        common = dict(stride=(sh, sw), pad=(top, left), activation=act)
+        if kind == "depthwise":
+            p: object = fp.depthwise_conv_params(
+                s_in, zp_in, weight_scales(w), s_out, zp_out, c_out,
+                depth_multiplier=c_out // x.shape[3], **common)
+            func, ctype = "mcutl_depthwise_conv2d_s8", "mcutl_dw_conv_params_t"
+            wdata = np.ascontiguousarray(w.data.transpose(3, 1, 2, 0))  # OHW1 -> 1HWO
+        else:
+            p = fp.conv_params(s_in, zp_in, weight_scales(w), s_out, zp_out, c_out,
+                               groups=int(node.attrs.get("groups", 1)), **common)
+            func, ctype = "mcutl_conv2d_s8", "mcutl_conv_params_t"
+            wdata = w.data
+        params = ctx.params(f"{base}_params", ctype, struct_fields(p, ctx, base))
+        weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8),
+                                  f"{node.name}: {kind} {kh}x{kw} weights")
+        bias = ctx.const_array(f"{base}_bias", b.data.astype(np.int32))
+        ctx.call(func, [params, ctx.dims(x.shape), ctx.act(node.inputs[0]),
+                        ctx.dims(wdata.shape), weights, bias, ctx.dims(y.shape),
+                        ctx.act(node.outputs[0])],
+                 describe(node, graph, f"{kind} {kh}x{kw}/{sh}"),
+                 macs=y.size * kh * kw * cg, node=node.name)

@@ -6,13 +6,14 @@ Bias is always present (zeros when the source had none); attr ``act``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcutl.ir.graph import Graph, Node
 from mcutl.ops._const import private_const
 from mcutl.ops.base import OpDef, Shape, apply_act, register
+from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     from mcutl.tflite.export import LoweringContext
@@ -59,3 +60,24 @@ class Linear(OpDef):
         ctx.op("FULLY_CONNECTED", [ctx.tensor(i) for i in node.inputs],
                [ctx.tensor(node.outputs[0])],
                fused_activation=node.attrs.get("act", "none").upper())
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields, weight_scales
+
+        x, w, b = (graph.tensors[n] for n in node.inputs)
+        y = graph.tensors[node.outputs[0]]
+        assert w.data is not None and b.data is not None
+        s_in, zp_in = qparams(x)
+        s_out, zp_out = qparams(y)
+        out_f, in_f = w.shape
+        base = ctx.unique(node.name)
+        p = fp.fully_connected_params(s_in, zp_in, weight_scales(w), s_out, zp_out, out_f,
+                                      activation=node.attrs.get("act", "none").upper())
+        params = ctx.params(f"{base}_params", "mcutl_fc_params_t", struct_fields(p, ctx, base))
+        weights = ctx.const_array(f"{base}_weights", w.data.astype(np.int8),
+                                  f"{node.name}: linear {in_f} -> {out_f} weights")
+        bias = ctx.const_array(f"{base}_bias", b.data.astype(np.int32))
+        ctx.call("mcutl_fully_connected_s8",
+                 [params, "1", str(in_f), ctx.act(node.inputs[0]), str(out_f), weights, bias,
+                  ctx.act(node.outputs[0])],
+                 describe(node, graph), macs=in_f * out_f, node=node.name)

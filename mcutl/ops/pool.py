@@ -10,13 +10,14 @@ In int8 all three keep the input's scale and zero point.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcutl.ir.graph import Graph, Node
 from mcutl.ops._window import out_size, pad_nhwc, window_views
 from mcutl.ops.base import OpDef, QuantRule, Shape, attr_pad, attr_pair, register
+from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     from mcutl.tflite.export import LoweringContext
@@ -26,6 +27,7 @@ class _Pool2d(OpDef):
     family = "pool"
     quant_rule = QuantRule.SAME_AS_INPUT
     tflite_op = ""
+    c_func = ""
 
     def check(self, node: Node, graph: Graph) -> None:
         super().check(node, graph)
@@ -64,11 +66,26 @@ class _Pool2d(OpDef):
         ctx.op(self.tflite_op, [x], [ctx.tensor(node.outputs[0])], stride_h=sh, stride_w=sw,
                filter_h=kh, filter_w=kw, padding=padding, fused_activation="NONE")
 
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, struct_fields
+
+        x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+        kh, kw = attr_pair(node, "kernel")
+        sh, sw = attr_pair(node, "stride")
+        top, left, _, _ = attr_pad(node)
+        p = fp.pool_params((kh, kw), stride=(sh, sw), pad=(top, left))
+        base = ctx.unique(node.name)
+        params = ctx.params(f"{base}_params", "mcutl_pool_params_t", struct_fields(p, ctx, base))
+        ctx.call(self.c_func, [params, ctx.dims(x.shape), ctx.act(node.inputs[0]),
+                               ctx.dims(y.shape), ctx.act(node.outputs[0])],
+                 describe(node, graph, f"{kh}x{kw}/{sh}"), node=node.name)
+
 
 @register
 class MaxPool2d(_Pool2d):
     name = "maxpool2d"
     tflite_op = "MAX_POOL_2D"
+    c_func = "mcutl_max_pool_s8"
 
     def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
@@ -84,6 +101,7 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     name = "avgpool2d"
     tflite_op = "AVERAGE_POOL_2D"
+    c_func = "mcutl_avg_pool_s8"
 
     def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
@@ -120,3 +138,12 @@ class GlobalAvgPool(OpDef):
         ctx.op("AVERAGE_POOL_2D", [ctx.tensor(node.inputs[0])], [ctx.tensor(node.outputs[0])],
                stride_h=1, stride_w=1, filter_h=h, filter_w=w, padding="VALID",
                fused_activation="NONE")
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe
+
+        x = graph.tensors[node.inputs[0]]
+        ctx.call("mcutl_global_avg_pool_s8",
+                 [ctx.dims(x.shape), ctx.act(node.inputs[0]), "-128", "127",
+                  ctx.act(node.outputs[0])],
+                 describe(node, graph), node=node.name)

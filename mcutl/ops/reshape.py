@@ -7,7 +7,7 @@ permute the next linear's weight columns when a source flatten ordered C,H,W.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,3 +62,6 @@ class Reshape(OpDef):
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op("RESHAPE", [ctx.tensor(node.inputs[0])], [ctx.tensor(node.outputs[0])],
                new_shape=[int(d) for d in node.attrs["shape"]])
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        """A view: the planner gives the output its input's buffer (c_alias); no kernel."""

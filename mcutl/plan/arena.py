@@ -1,9 +1,12 @@
 """Static arena planner: offsets for buffers with known lifetimes.
 
-Algorithm (greedy by size, as TFLite Micro's GreedyMemoryPlanner): buffers are
-placed largest first (ties: longest-lived, then first added); each goes at the
-lowest aligned offset where it overlaps in memory no already-placed buffer whose
-lifetime overlaps its own. Lifetimes are inclusive step indices [first, last].
+Algorithm (greedy, as TFLite Micro's GreedyMemoryPlanner, under several orders):
+buffers are placed one by one, each at the lowest aligned offset where it overlaps
+in memory no already-placed buffer whose lifetime overlaps its own. The orders
+tried are: largest first, longest-lived first, earliest first, and largest
+size x lifetime first, then seeded random orders within a work budget (the
+result is deterministic); the plan with the smallest arena is kept. Lifetimes are
+inclusive step indices [first, last].
 
 Guarantees: two buffers that are live at the same step never share a byte
 (`check_no_overlap()` proves it). Not guaranteed: optimality. The arena can
@@ -13,6 +16,7 @@ padding) when fragmentation forces a gap; the plan report shows both.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 
@@ -53,29 +57,62 @@ class ArenaPlanner:
         self._planned = False
         return buf
 
-    def plan(self) -> None:
-        order = sorted(
-            range(len(self.buffers)),
-            key=lambda i: (
-                -self.buffers[i].size,
-                -(self.buffers[i].last - self.buffers[i].first),
-                i,
-            ),
-        )
-        placed: list[Buffer] = []
+    def _orders(self) -> list[list[int]]:
+        idx = range(len(self.buffers))
+        b = self.buffers
+        return [
+            sorted(idx, key=lambda i: (-b[i].size, -(b[i].last - b[i].first), i)),
+            sorted(idx, key=lambda i: (-(b[i].last - b[i].first), -b[i].size, i)),
+            sorted(idx, key=lambda i: (b[i].first, -b[i].size, i)),
+            sorted(idx, key=lambda i: (-b[i].size * (b[i].last - b[i].first + 1), i)),
+        ]
+
+    def _place(self, order: list[int]) -> list[int]:
+        offsets = [-1] * len(self.buffers)
+        placed: list[int] = []
         for i in order:
             buf = self.buffers[i]
             size = align_up(buf.size, self.alignment)
             conflicts = sorted(
-                (b for b in placed if b.overlaps_in_time(buf)), key=lambda b: b.offset
+                (j for j in placed if self.buffers[j].overlaps_in_time(buf)),
+                key=lambda j: offsets[j],
             )
             offset = 0
-            for other in conflicts:
-                if offset + size <= other.offset:
+            for j in conflicts:
+                if offset + size <= offsets[j]:
                     break
-                offset = max(offset, align_up(other.offset + other.size, self.alignment))
-            buf.offset = offset
-            placed.append(buf)
+                offset = max(offset, align_up(offsets[j] + self.buffers[j].size, self.alignment))
+            offsets[i] = offset
+            placed.append(i)
+        return offsets
+
+    def plan(self, budget: int = 3_000_000) -> None:
+        """Greedy placement under the heuristic orders, then seeded random orders while
+        the work budget (pairs of buffers compared) lasts; the smallest arena wins.
+        Stops early when the arena reaches the lower bound."""
+        bound = self.lower_bound()
+        best: list[int] | None = None
+        best_end = -1
+        n = len(self.buffers)
+        rng = random.Random(0)
+        orders = iter(self._orders())
+        spent = 0
+        while True:
+            order = next(orders, None)
+            if order is None:
+                if spent >= budget or n < 2:
+                    break
+                order = list(range(n))
+                rng.shuffle(order)
+            offsets = self._place(order)
+            spent += n * n
+            end = max((o + b.size for o, b in zip(offsets, self.buffers, strict=True)), default=0)
+            if best is None or end < best_end:
+                best, best_end = offsets, end
+            if align_up(best_end, self.alignment) <= bound:
+                break
+        for buf, off in zip(self.buffers, best or [], strict=True):
+            buf.offset = off
         self._planned = True
 
     def offset(self, name: str) -> int:
