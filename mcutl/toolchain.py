@@ -33,6 +33,8 @@ COMMON_CFLAGS = (
     "-Werror",
     "-ffp-contract=off",
     "-fno-common",
+    "-fno-strict-aliasing",  # float views into the int8 arena
+    "-fno-math-errno",
     "-ffunction-sections",
     "-fdata-sections",
 )

@@ -71,6 +71,7 @@ class KernelCall:
     args: list[str]
     macs: int = 0
     node: str = ""
+    assign: str = ""  # if set: `assign = func(args);` (a value, not a status)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class CContext:
     ptr_arrays: list[PtrArray] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
     _dims_cache: dict[tuple[int, ...], str] = field(default_factory=dict)
+    _const_cache: dict[tuple[str, tuple[int, ...], bytes], str] = field(default_factory=dict)
 
     def unique(self, base: str) -> str:
         name = c_ident(base)
@@ -101,10 +103,14 @@ class CContext:
         return f"(mcutl_arena + {self.act_offsets[tensor]})"
 
     def const_array(self, base: str, values: np.ndarray, comment: str = "") -> str:
-        """Emit a flash table (`static const`) and return its C name."""
+        """Emit a flash table (`const`) and return its C name; identical tables are shared."""
         arr = np.ascontiguousarray(values)
         ctype = _CTYPES[arr.dtype]
+        key = (ctype, arr.shape, arr.tobytes())
+        if key in self._const_cache:
+            return self._const_cache[key]
         name = self.unique(base)
+        self._const_cache[key] = name
         flat = [c_literal(v) for v in arr.reshape(-1).tolist()]
         self.consts.append(ConstArray(name, ctype, flat, int(arr.nbytes), comment))
         return name

@@ -24,6 +24,7 @@ typedef struct {
     const uint8_t *model_hash;        /**< MCUTL_MODEL_HASH_SIZE bytes, NULL if no model */
     const mcutl_handler_t *handlers;  /**< request handlers the model serves */
     size_t n_handlers;
+    void (*init)(void);               /**< called once before the first request, or NULL */
 } mcutl_app_t;
 
 /** Defined exactly once per firmware: by the generated model, or by no_model.c. */

@@ -64,6 +64,9 @@ int main(void)
     cfg.n_handlers = mcutl_app.n_handlers;
     cfg.exit = app_exit;
 
+    if (mcutl_app.init != NULL) {
+        mcutl_app.init();
+    }
     mcutl_board_init();
     mcutl_server_init(&server, &cfg, &io);
     for (;;) {

@@ -22,7 +22,7 @@ static mcutl_err_t test_fault(mcutl_server_t *srv, const uint8_t *req, size_t re
 }
 
 static const mcutl_handler_t handlers[] = {{MCUTL_MSG_TEST_FAULT, test_fault}};
-const mcutl_app_t mcutl_app = {0u, NULL, handlers, 1u};
+const mcutl_app_t mcutl_app = {0u, NULL, handlers, 1u, NULL};
 #else
-const mcutl_app_t mcutl_app = {0u, NULL, NULL, 0u};
+const mcutl_app_t mcutl_app = {0u, NULL, NULL, 0u, NULL};
 #endif
