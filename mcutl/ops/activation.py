@@ -19,6 +19,8 @@ from mcutl.ops.base import OpDef, QuantRule, Shape, apply_act, get_op, register
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -50,11 +52,42 @@ class _Activation(OpDef):
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op(self.tflite_op, [ctx.tensor(node.inputs[0])], [ctx.tensor(node.outputs[0])])
 
-    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields
+    def int8_kernel(self, node: Node, graph: Graph) -> fp.ReluParams:
+        """The kernel params (shared by ``lower_c``, ``reference_int8`` and ``ste_mask``)."""
+        from mcutl.ops._ste import qparams
 
         x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
-        p = fp.relu_params(self.tflite_op, *qparams(x), *qparams(y))
+        return fp.relu_params(self.tflite_op, *qparams(x), *qparams(y))
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        x = inputs[0]
+        assert x is not None
+        return [int8_ref.relu_s8(self.int8_kernel(node, graph), x)]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """Identity: the requantisation is straight-through, the clamp is ``ste_mask``."""
+        x = inputs[0]
+        assert x is not None
+        return x
+
+    def ste_mask(self, node: Node, graph: Graph, out_q: np.ndarray) -> np.ndarray | None:
+        from mcutl.ops._ste import clamp_mask
+
+        p = self.int8_kernel(node, graph)
+        return clamp_mask(out_q, self.name, p.act_min, p.act_max)
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, struct_fields
+
+        y = graph.tensors[node.outputs[0]]
+        p = self.int8_kernel(node, graph)
         base = ctx.unique(node.name)
         params = ctx.params(f"{base}_params", "mcutl_relu_params_t", struct_fields(p, ctx, base))
         ctx.call("mcutl_relu_s8", [params, ctx.act(node.inputs[0]), ctx.act(node.outputs[0]),

@@ -12,6 +12,8 @@ from mcutl.ops.base import OpDef, Shape, apply_act, register
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -43,13 +45,37 @@ class Add(OpDef):
         ctx.op("ADD", [ctx.tensor(i) for i in node.inputs], [ctx.tensor(node.outputs[0])],
                fused_activation=node.attrs.get("act", "none").upper())
 
-    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields
+    def int8_kernel(self, node: Node, graph: Graph) -> fp.AddParams:
+        """The kernel params (shared by ``lower_c`` and ``reference_int8``)."""
+        from mcutl.ops._ste import qparams
 
         a, b = (graph.tensors[n] for n in node.inputs)
         y = graph.tensors[node.outputs[0]]
-        p = fp.add_params(*qparams(a), *qparams(b), *qparams(y),
-                          activation=node.attrs.get("act", "none").upper())
+        return fp.add_params(*qparams(a), *qparams(b), *qparams(y),
+                             activation=node.attrs.get("act", "none").upper())
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        a, b = inputs
+        assert a is not None and b is not None
+        return [int8_ref.add_s8(self.int8_kernel(node, graph), a, b)]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        a, b = inputs
+        assert a is not None and b is not None
+        return a + b
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, struct_fields
+
+        y = graph.tensors[node.outputs[0]]
+        p = self.int8_kernel(node, graph)
         base = ctx.unique(node.name)
         params = ctx.params(f"{base}_params", "mcutl_add_params_t", struct_fields(p, ctx, base))
         ctx.call("mcutl_add_s8",

@@ -12,6 +12,9 @@ An OpDef answers, for one node of its op:
 - ``lower_tflite``    emit the TFLite operator(s) through an export context
 - ``lower_c`` / ``c_alias``  slots for the C code generator
 - ``backward``        slot for the backward rule (filled by the training issue)
+- ``reference_int8``  numpy model of the int8 C kernel (bit-exact, mcutl.quant.int8_exec)
+- ``torch_forward_f32`` / ``ste_mask`` / ``crosses_backward``  the straight-through
+                      backward through a frozen int8 node (mcutl.verify.reference)
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 from mcutl.ir.graph import Graph, Node
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 Shape = tuple[int, ...]
@@ -147,6 +152,41 @@ class OpDef:
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
         """Slot for the code generator: append this node's int8 kernel call(s) to ``ctx``."""
         raise self.unsupported(node, "has no C lowering")
+
+    # ---- int8 reference and straight-through backward (Rep-Net training) ----
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        """What the C kernel computes: batch-1 int8 NHWC ``inputs`` (aligned with
+        ``node.inputs``; constants may be None, they are read from ``graph``) -> int8
+        outputs, with the integer params ``lower_c`` writes (mcutl.quant.int8_ref)."""
+        raise self.unsupported(node, "has no int8 reference")
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        """Can a gradient flow back through this frozen int8 node (torch_forward_f32)?"""
+        return False
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """The node's float op on real-valued NHWC torch tensors (aligned with
+        ``node.inputs``, None for constants) with dequantised constants, WITHOUT its
+        fused activation; autograd of it is the node's straight-through backward
+        (requantisation = identity), the activation's derivative being replaced by
+        ``ste_mask``. Raises for ops a gradient cannot cross (the message names the node)."""
+        raise self.unsupported(node, "the backward cannot cross it (no straight-through "
+                                     "rule); place every Rep-Net connector after it")
+
+    def ste_mask(self, node: Node, graph: Graph, out_q: np.ndarray) -> np.ndarray | None:
+        """Where the gradient passes the node's fused clamp, judged on its int8 output
+        ``out_q`` (bool array of its shape), or None if it passes everywhere."""
+        if not self.accepts_act:
+            return None
+        from mcutl.ops._ste import act_bounds, clamp_mask
+
+        act = node.attrs.get("act", "none")
+        if act == "none":
+            return None
+        lo, hi = act_bounds(node, graph, act)
+        return clamp_mask(out_q, act, lo, hi)
 
 
 REGISTRY: dict[str, OpDef] = {}

@@ -15,6 +15,8 @@ from mcutl.ir.graph import Graph, Node
 from mcutl.ops.base import OpDef, QuantRule, Shape, register
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -48,6 +50,22 @@ class Concat(OpDef):
     def reference_f32(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         arrays = [x for x in inputs if x is not None]
         return [np.concatenate(arrays, axis=int(node.attrs["axis"]))]
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        arrays = [x for x in inputs if x is not None]
+        return [int8_ref.concatenation_s8(arrays, axis=int(node.attrs["axis"]))]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        import torch
+
+        return torch.cat([x for x in inputs if x is not None], dim=int(node.attrs["axis"]))
 
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op("CONCATENATION", [ctx.tensor(i) for i in node.inputs],

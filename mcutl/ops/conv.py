@@ -22,6 +22,8 @@ from mcutl.ops.base import OpDef, Shape, apply_act, attr_pad, attr_pair, registe
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -130,32 +132,84 @@ class Conv2d(OpDef):
         ctx.op("CONV_2D", [x, ctx.tensor(w_name), ctx.tensor(b_name)],
                [ctx.tensor(node.outputs[0])], **opts)
 
-    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields, weight_scales
+    def int8_kernel(self, node: Node, graph: Graph
+                    ) -> tuple[str, fp.ConvParams | fp.DepthwiseConvParams, np.ndarray]:
+        """(kind, kernel params, weights as the kernel reads them): shared by ``lower_c``
+        and ``reference_int8`` so both use the same integer parameters."""
+        from mcutl.ops._ste import qparams, weight_scales
 
-        x, w, b = (graph.tensors[n] for n in node.inputs)
+        x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
         y = graph.tensors[node.outputs[0]]
-        assert w.data is not None and b.data is not None
+        assert w.data is not None
         s_in, zp_in = qparams(x)
         s_out, zp_out = qparams(y)
         sh, sw = attr_pair(node, "stride")
         top, left, _, _ = attr_pad(node)
         act = node.attrs.get("act", "none").upper()
-        c_out, kh, kw, cg = w.shape
+        c_out = w.shape[0]
         kind = conv_kind(node, graph)
-        base = ctx.unique(node.name)
         common = dict(stride=(sh, sw), pad=(top, left), activation=act)
         if kind == "depthwise":
-            p: object = fp.depthwise_conv_params(
+            p: fp.ConvParams | fp.DepthwiseConvParams = fp.depthwise_conv_params(
                 s_in, zp_in, weight_scales(w), s_out, zp_out, c_out,
                 depth_multiplier=c_out // x.shape[3], **common)
-            func, ctype = "mcutl_depthwise_conv2d_s8", "mcutl_dw_conv_params_t"
             wdata = np.ascontiguousarray(w.data.transpose(3, 1, 2, 0))  # OHW1 -> 1HWO
         else:
             p = fp.conv_params(s_in, zp_in, weight_scales(w), s_out, zp_out, c_out,
                                groups=int(node.attrs.get("groups", 1)), **common)
-            func, ctype = "mcutl_conv2d_s8", "mcutl_conv_params_t"
             wdata = w.data
+        return kind, p, wdata
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        x = inputs[0]
+        assert x is not None
+        b = graph.tensors[node.inputs[2]].data
+        assert b is not None
+        kind, p, wdata = self.int8_kernel(node, graph)
+        ho, wo = graph.tensors[node.outputs[0]].shape[1:3]
+        bias = b.astype(np.int32)
+        if kind == "depthwise":
+            assert isinstance(p, fp.DepthwiseConvParams)
+            return [int8_ref.depthwise_conv2d_s8(p, x, wdata.astype(np.int8), bias, (ho, wo))]
+        assert isinstance(p, fp.ConvParams)
+        return [int8_ref.conv2d_s8(p, x, wdata.astype(np.int8), bias, (ho, wo))]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        from mcutl.ops._ste import const_tensor, nchw, nhwc
+
+        x = inputs[0]
+        assert x is not None
+        w = const_tensor(graph, node.inputs[1], x).permute(0, 3, 1, 2)  # OHWI -> OIHW
+        b = const_tensor(graph, node.inputs[2], x)
+        t, left, bottom, r = attr_pad(node)
+        xp = F.pad(nchw(x), (left, r, t, bottom))
+        y = F.conv2d(xp, w, b, attr_pair(node, "stride"), 0, 1,
+                     int(node.attrs.get("groups", 1)))
+        return nhwc(y)
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, struct_fields
+
+        x, w, b = (graph.tensors[n] for n in node.inputs)
+        y = graph.tensors[node.outputs[0]]
+        assert w.data is not None and b.data is not None
+        sh, _ = attr_pair(node, "stride")
+        c_out, kh, kw, cg = w.shape
+        base = ctx.unique(node.name)
+        kind, p, wdata = self.int8_kernel(node, graph)
+        if kind == "depthwise":
+            func, ctype = "mcutl_depthwise_conv2d_s8", "mcutl_dw_conv_params_t"
+        else:
+            func, ctype = "mcutl_conv2d_s8", "mcutl_conv_params_t"
         params = ctx.params(f"{base}_params", ctype, struct_fields(p, ctx, base))
         weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8),
                                   f"{node.name}: {kind} {kh}x{kw} weights")

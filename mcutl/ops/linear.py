@@ -16,6 +16,8 @@ from mcutl.ops.base import OpDef, Shape, apply_act, register
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -61,18 +63,51 @@ class Linear(OpDef):
                [ctx.tensor(node.outputs[0])],
                fused_activation=node.attrs.get("act", "none").upper())
 
-    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, qparams, struct_fields, weight_scales
+    def int8_kernel(self, node: Node, graph: Graph) -> fp.FullyConnectedParams:
+        """The kernel params (shared by ``lower_c`` and ``reference_int8``)."""
+        from mcutl.ops._ste import qparams, weight_scales
 
-        x, w, b = (graph.tensors[n] for n in node.inputs)
+        x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
         y = graph.tensors[node.outputs[0]]
-        assert w.data is not None and b.data is not None
         s_in, zp_in = qparams(x)
         s_out, zp_out = qparams(y)
+        return fp.fully_connected_params(s_in, zp_in, weight_scales(w), s_out, zp_out,
+                                         w.shape[0],
+                                         activation=node.attrs.get("act", "none").upper())
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        x = inputs[0]
+        assert x is not None
+        w, b = graph.tensors[node.inputs[1]].data, graph.tensors[node.inputs[2]].data
+        assert w is not None and b is not None
+        y = int8_ref.fully_connected_s8(self.int8_kernel(node, graph), x, w.astype(np.int8),
+                                        b.astype(np.int32))
+        return [y.reshape(graph.tensors[node.outputs[0]].shape)]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        from mcutl.ops._ste import const_tensor
+
+        x = inputs[0]
+        assert x is not None
+        w = const_tensor(graph, node.inputs[1], x)
+        b = const_tensor(graph, node.inputs[2], x)
+        return x @ w.T + b
+
+    def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
+        from mcutl.codegen.int8_lowering import describe, struct_fields
+
+        w, b = (graph.tensors[n] for n in node.inputs[1:])
+        assert w.data is not None and b.data is not None
         out_f, in_f = w.shape
         base = ctx.unique(node.name)
-        p = fp.fully_connected_params(s_in, zp_in, weight_scales(w), s_out, zp_out, out_f,
-                                      activation=node.attrs.get("act", "none").upper())
+        p = self.int8_kernel(node, graph)
         params = ctx.params(f"{base}_params", "mcutl_fc_params_t", struct_fields(p, ctx, base))
         weights = ctx.const_array(f"{base}_weights", w.data.astype(np.int8),
                                   f"{node.name}: linear {in_f} -> {out_f} weights")

@@ -20,6 +20,8 @@ from mcutl.ops.base import OpDef, QuantRule, Shape, attr_pad, attr_pair, registe
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -66,14 +68,30 @@ class _Pool2d(OpDef):
         ctx.op(self.tflite_op, [x], [ctx.tensor(node.outputs[0])], stride_h=sh, stride_w=sw,
                filter_h=kh, filter_w=kw, padding=padding, fused_activation="NONE")
 
+    def int8_kernel(self, node: Node, graph: Graph) -> fp.PoolParams:
+        """The kernel params (shared by ``lower_c`` and ``reference_int8``)."""
+        kh, kw = attr_pair(node, "kernel")
+        sh, sw = attr_pair(node, "stride")
+        top, left, _, _ = attr_pad(node)
+        return fp.pool_params((kh, kw), stride=(sh, sw), pad=(top, left))
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        x = inputs[0]
+        assert x is not None
+        hw = graph.tensors[node.outputs[0]].shape[1:3]
+        fn = int8_ref.max_pool_s8 if self.name == "maxpool2d" else int8_ref.avg_pool_s8
+        return [fn(self.int8_kernel(node, graph), x, (int(hw[0]), int(hw[1])))]
+
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
         from mcutl.codegen.int8_lowering import describe, struct_fields
 
         x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
         kh, kw = attr_pair(node, "kernel")
-        sh, sw = attr_pair(node, "stride")
-        top, left, _, _ = attr_pad(node)
-        p = fp.pool_params((kh, kw), stride=(sh, sw), pad=(top, left))
+        sh, _ = attr_pair(node, "stride")
+        p = self.int8_kernel(node, graph)
         base = ctx.unique(node.name)
         params = ctx.params(f"{base}_params", "mcutl_pool_params_t", struct_fields(p, ctx, base))
         ctx.call(self.c_func, [params, ctx.dims(x.shape), ctx.act(node.inputs[0]),
@@ -111,6 +129,19 @@ class AvgPool2d(_Pool2d):
         count = sum(v for _, _, v in self._windows(node, ones, 0.0))
         return [(total / count).astype(np.float32)]
 
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        from mcutl.ops._ste import pool_sum_count
+
+        x = inputs[0]
+        assert x is not None
+        sums, count = pool_sum_count(x, attr_pair(node, "kernel"), attr_pair(node, "stride"),
+                                     attr_pad(node))
+        return sums / count
+
 
 @register
 class GlobalAvgPool(OpDef):
@@ -132,6 +163,24 @@ class GlobalAvgPool(OpDef):
         x = inputs[0]
         assert x is not None
         return [x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)]
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        from mcutl.quant import int8_ref
+
+        x = inputs[0]
+        assert x is not None
+        y = int8_ref.global_avg_pool_s8(x, -128, 127)  # the bounds lower_c passes
+        return [y.reshape(graph.tensors[node.outputs[0]].shape)]
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        x = inputs[0]
+        assert x is not None
+        return x.mean(dim=(1, 2), keepdim=True)
 
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         _, h, w, _ = ctx.graph.tensors[node.inputs[0]].shape

@@ -15,6 +15,8 @@ from mcutl.ir.graph import Graph, Node
 from mcutl.ops.base import OpDef, QuantRule, Shape, register
 
 if TYPE_CHECKING:
+    import torch
+
     from mcutl.tflite.export import LoweringContext
 
 
@@ -55,6 +57,21 @@ class Reshape(OpDef):
             graph.prune()
             return True
         return False
+
+    def reference_int8(self, node: Node, graph: Graph,
+                       inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        assert x is not None
+        return [x.reshape(graph.tensors[node.outputs[0]].shape)]  # a view, as in C
+
+    def crosses_backward(self, node: Node, graph: Graph) -> bool:
+        return True
+
+    def torch_forward_f32(self, node: Node, graph: Graph,
+                          inputs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        x = inputs[0]
+        assert x is not None
+        return x.reshape(graph.tensors[node.outputs[0]].shape)
 
     def output_bytes(self, node: Node, graph: Graph) -> int:
         return 0  # a view of its input: the planner may alias the buffers

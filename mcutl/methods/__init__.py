@@ -1,0 +1,1 @@
+"""On-device training methods: what is trained beside the frozen int8 backbone."""

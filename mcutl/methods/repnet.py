@@ -1,0 +1,434 @@
+"""Rep-Net (Yang et al., CVPR 2022) on a frozen int8 backbone: connectors and side modules.
+
+``build_repnet`` turns a quantised backbone into a ``TrainableModel``
+(mcutl/methods/model.py): the backbone cut before its classifier, the connector
+tensors (``find_connectors``), one side module per connector and a new linear head.
+Defaults follow shared/notes/repnet.md, "good defaults on an MCU".
+
+Module i (i = 0 reads the dequantised graph input, i > 0 reads m_{i-1}, the float sum
+at connector i-1) is the layer list
+
+    avgpool(d)  conv kxk (groups g, no bias)  norm  relu  conv 1x1 (-> C_conn)  norm  resize
+
+- ``d`` = ``first_pool`` for module 0, ``pool`` otherwise; kernel = stride, floor.
+  Per axis: an axis that ``d`` would shrink below 1 (e.g. the unit height of a 1-D
+  signal) is not pooled; the layer is omitted if no axis is pooled.
+- conv kxk: ``k`` = ``kernel`` on every axis longer than 1 and 1 on unit axes (a 1-D
+  signal gets 1 x k kernels), stride 1, zero padding k // 2; mid channels =
+  round_up(C_in * width, 8) (at least 8); g = ``groups`` (1 for module 0), 1 when it
+  does not divide both C_in and the mid channels. He-normal init, std sqrt(2 / fan_in).
+- norm: 'groupnorm' (8 channels per group: groups = the largest divisor of C not above
+  C // 8, at least 1; gamma 1, beta 0) or 'scale_shift' (gamma 1, beta 0). The LAST
+  norm's gamma is 0, so every module outputs exactly 0 at first and training starts
+  at the pre-trained backbone.
+- resize: nearest, src = floor(dst * in / out) per axis, to the connector's (H, W);
+  omitted when the sizes already agree (it may up- or down-sample by any ratio).
+
+Layer attrs extend model.py's conventions: ``k`` and conv ``pad`` are an int when the
+same on both axes, else an (h, w) pair (only for maps with a unit axis). Names are
+``m{i}_{kind}{j}`` with j the layer's position in its module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mcutl.errors import McutlError
+from mcutl.ir.graph import Graph, Node, Tensor
+from mcutl.methods.model import SideLayer, SideModule, TrainableModel
+from mcutl.ops import get_op
+
+NORMS = ("groupnorm", "scale_shift")
+GN_CHANNELS_PER_GROUP = 8
+
+
+class RepNetError(McutlError):
+    """Rep-Net cannot be built on this backbone as asked (the message says why and how)."""
+
+
+class ClassifierNotFoundError(RepNetError):
+    """No trailing linear classifier to replace, and no --cut given."""
+
+
+class ConnectorError(RepNetError):
+    """No usable connector tensor, or an explicit stage list that cannot be used."""
+
+
+@dataclass
+class RepNetSpec:
+    """Rep-Net options (defaults: shared/notes/repnet.md, 'good defaults on an MCU')."""
+
+    width: float = 0.5  # mid channels = round_up(C_in * width, 8)
+    kernel: int = 3  # odd
+    groups: int = 2  # of the kxk conv (module 0: 1)
+    first_pool: int = 4  # average pooling of the raw input (module 0)
+    pool: int = 2  # average pooling of the other modules' inputs
+    norm: str = "groupnorm"  # or 'scale_shift'
+    eps: float = 1e-5  # group norm epsilon
+    resize: str = "nearest"
+    stages: list[str] | None = None  # connector tensor names; None = find_connectors
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.width > 0:
+            problems.append(f"width must be > 0, got {self.width}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            problems.append(f"kernel must be odd and >= 1, got {self.kernel}")
+        if self.groups < 1 or self.first_pool < 1 or self.pool < 1:
+            problems.append("groups, first_pool and pool must be >= 1")
+        if self.norm not in NORMS:
+            problems.append(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.resize != "nearest":
+            problems.append(f"resize must be 'nearest', got {self.resize!r}")
+        if not self.eps > 0:
+            problems.append(f"eps must be > 0, got {self.eps}")
+        if problems:
+            raise RepNetError("invalid Rep-Net spec: " + "; ".join(problems))
+
+
+def as_pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """A layer's ``k`` / ``pad`` attr as (h, w) (an int means the same on both axes)."""
+    if isinstance(v, int | np.integer):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def _short(pair: tuple[int, int]) -> int | tuple[int, int]:
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+# ---------------------------------------------------------------------------- cutting
+
+def cut_classifier(graph: Graph, cut: str | None = None) -> Graph:
+    """A copy of ``graph`` whose single output is the feature tensor, shape (1, C).
+
+    Without ``cut``: the graph must end in a linear classifier (possibly followed by
+    reshapes); it is removed and its input becomes the output. ``cut`` (a node name: its
+    output; or a tensor name) says where the feature extractor ends instead; every node
+    after it is dropped. A feature tensor that is not 2-D is flattened by a reshape (a
+    view; cut after a pooling op if you want pooled features).
+    """
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise RepNetError(f"Rep-Net needs a single-input, single-output backbone; this one "
+                          f"has inputs {graph.inputs} and outputs {graph.outputs}")
+    g = graph.copy()
+    feat = _resolve_cut(g, cut) if cut is not None else _auto_features(g)
+    g.outputs = [feat]
+    g.prune()
+    t = g.tensors[feat]
+    if len(t.shape) != 2 or t.shape[0] != 1:
+        flat = g.add_tensor(Tensor(g.unique_name(f"{feat}_flat"), (1, t.size), t.dtype,
+                                   None, t.quant))
+        g.nodes.append(Node(g.unique_name("features_flatten"), "reshape", [feat], [flat.name],
+                            {"shape": (1, t.size)}))
+        g.outputs = [flat.name]
+    g.validate()
+    return g
+
+
+def _resolve_cut(g: Graph, cut: str) -> str:
+    node_names = {n.name: n for n in g.nodes}
+    if cut in node_names:
+        name = node_names[cut].outputs[0]
+    elif cut in g.tensors:
+        name = cut
+    else:
+        known = [n.name for n in g.nodes] + g.activations()
+        close = difflib.get_close_matches(cut, known, n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise RepNetError(f"--cut {cut!r} names no node or tensor of the backbone.{hint}")
+    t = g.tensors[name]
+    if t.is_const:
+        raise RepNetError(f"--cut {cut!r} is a constant ({name}); name an activation")
+    if name in g.inputs:
+        raise RepNetError(f"--cut {cut!r} is the graph input; the feature extractor must "
+                          "contain at least one layer")
+    return name
+
+
+def _auto_features(g: Graph) -> str:
+    out = g.outputs[0]
+    t = out
+    prod = g.producer(t)
+    while prod is not None and prod.op == "reshape":
+        t = prod.inputs[0]
+        prod = g.producer(t)
+    if prod is not None and prod.op == "linear":
+        return prod.inputs[0]
+    what = "the graph input" if prod is None else f"{prod.op} node {prod.name!r}"
+    tail = [n.name for n in g.nodes[-4:]]
+    raise ClassifierNotFoundError(
+        f"cannot find the classifier to replace: the backbone's output {out!r} comes from "
+        f"{what}, not from a linear layer. Say where the features end with --cut NODE "
+        f"(a node or tensor name; the last nodes are {', '.join(tail)})")
+
+
+# ---------------------------------------------------------------------------- connectors
+
+def boundaries(graph: Graph) -> list[str]:
+    """Activations every input-to-output path passes through (no residual skip crosses
+    them): in node order, the tensors that are the only live activation right after
+    their producer. Excludes the graph input and outputs."""
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    last_use: dict[str, int] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            if i and not graph.tensors[i].is_const:
+                last_use[i] = order[n.name]
+    end = len(graph.nodes)
+    for o in graph.outputs:
+        last_use[o] = end
+    produced_at = {graph.inputs[0]: -1} if graph.inputs else {}
+    for n in graph.nodes:
+        for o in n.outputs:
+            produced_at[o] = order[n.name]
+    out = []
+    for n in graph.nodes:
+        p = order[n.name]
+        live = [t for t, at in produced_at.items() if at <= p and last_use.get(t, -2) > p]
+        if len(live) == 1 and live[0] in n.outputs and live[0] not in graph.outputs:
+            out.append(live[0])
+    return out
+
+
+def _first_crossable_index(graph: Graph) -> int:
+    """Index of the first node from which on every node can be crossed by the backward."""
+    first = 0
+    for k, n in enumerate(graph.nodes):
+        if not get_op(n.op, n).crosses_backward(n, graph):
+            first = k + 1
+    return first
+
+
+def _pooled_hw(shape: tuple[int, ...], d: int) -> tuple[int, int]:
+    return tuple(s // d if d > 1 and s // d >= 1 else s for s in shape[1:3])  # type: ignore[return-value]
+
+
+def find_connectors(graph: Graph, *, first_pool: int = 4) -> list[str]:
+    """Connector tensors (Rep-Net stages) of a cut backbone ``graph``, in graph order.
+
+    The rule (each step filters the previous list):
+
+    1. Candidates: ``boundaries`` (no skip crosses them), 4-D with H*W > 1 (not the
+       pooled or flattened features), produced at or after the last node the
+       backward cannot cross (e.g. a max pool).
+    2. Bottlenecks only: drop a candidate when the next candidate with a different
+       channel count has fewer channels (it is inside an expansion, e.g. the 1x1
+       expand / depthwise outputs of an inverted residual block).
+    3. Stage changes: keep a candidate whose (H, W) or C differs from the previous kept
+       one (the first is compared with the graph input): the output of the first block
+       of each stage, as in the authors' code.
+    4. Frozen tail: drop the last one if it only changes the width at the previous
+       stage's resolution and no layer with weights follows it (the final 1x1
+       'feature mix' conv before global pooling; the paper's last sum goes through it).
+    5. Memory: drop candidates larger than module 0's map (the input pooled by
+       ``first_pool``): the float gradient flows back through the frozen backbone down
+       to connector 0, and a connector above that map would also need an upsampled
+       module output.
+
+    If nothing survives, the deepest candidate of step 3 (else of step 1, else any
+    boundary before the features) is the single connector; ConnectorError if there is
+    none. TinyMBV2 (28x28): [7x7x24, 4x4x32]; TinyIMU1D (1x100): [1x25x32].
+    """
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConnectorError("find_connectors needs a single-input, single-output graph")
+    x = graph.tensors[graph.inputs[0]]
+    if len(x.shape) != 4:
+        raise ConnectorError(f"Rep-Net side modules need a 4-D NHWC input; the graph input "
+                             f"{x.name!r} has shape {x.shape}")
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    at = {o: order[n.name] for n in graph.nodes for o in n.outputs}
+    start = _first_crossable_index(graph)
+    bounds = [t for t in boundaries(graph) if at[t] >= start]
+    shape = {t: graph.tensors[t].shape for t in bounds}
+    cands = [t for t in bounds if len(shape[t]) == 4 and shape[t][1] * shape[t][2] > 1]
+
+    # 2. bottlenecks
+    narrow = []
+    for k, t in enumerate(cands):
+        c = shape[t][3]
+        nxt = next((shape[u][3] for u in cands[k + 1:] if shape[u][3] != c), None)
+        if nxt is None or nxt > c:
+            narrow.append(t)
+    # 3. stage changes
+    stages: list[str] = []
+    prev = x.shape
+    for t in narrow:
+        s = shape[t]
+        if s[1:3] != prev[1:3] or s[3] != prev[3]:
+            stages.append(t)
+            prev = s
+    kept = list(stages)
+    # 4. frozen tail
+    if kept:
+        last = kept[-1]
+        before = graph.tensors[kept[-2]].shape if len(kept) > 1 else x.shape
+        weighted_after = any(
+            any(i and graph.tensors[i].is_const for i in n.inputs)
+            for n in graph.nodes[at[last] + 1:])
+        if shape[last][1:3] == before[1:3] and not weighted_after:
+            kept.pop()
+    # 5. memory
+    ph, pw = _pooled_hw(x.shape, first_pool)
+    kept = [t for t in kept if shape[t][1] <= ph and shape[t][2] <= pw]
+    if kept:
+        return kept
+    for fallback in (stages, cands, [t for t in bounds if len(shape[t]) == 4]):
+        if fallback:
+            return [fallback[-1]]
+    raise ConnectorError(
+        "no tensor of the backbone can take a Rep-Net connector: none lies between the "
+        "input and the features on every path, after the last layer the backward cannot "
+        "cross. Give the stages explicitly (RepNetSpec.stages) or cut the backbone later.")
+
+
+def check_connectors(graph: Graph, connectors: list[str]) -> None:
+    """Explicit stages must be 4-D int8 activations strictly between input and features,
+    in graph order, with only crossable nodes after the first (ConnectorError if not)."""
+    if not connectors:
+        raise ConnectorError("the stage list is empty; give at least one connector tensor")
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    at = {o: order[n.name] for n in graph.nodes for o in n.outputs}
+    prev = -1
+    for c in connectors:
+        if c not in at:
+            known = [t for t in graph.activations() if t not in graph.inputs]
+            close = difflib.get_close_matches(c, known, n=5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConnectorError(f"stage {c!r} is not an activation computed by the "
+                                 f"backbone.{hint}")
+        if c in graph.outputs:
+            raise ConnectorError(f"stage {c!r} is the feature output; connect before it")
+        if len(graph.tensors[c].shape) != 4:
+            raise ConnectorError(f"stage {c!r} has shape {graph.tensors[c].shape}; "
+                                 "connectors must be 4-D NHWC maps")
+        if at[c] <= prev:
+            raise ConnectorError(f"stages must be in graph order and distinct; {c!r} comes "
+                                 "before the previous one")
+        prev = at[c]
+    for n in graph.nodes[at[connectors[0]] + 1:]:
+        if not get_op(n.op, n).crosses_backward(n, graph):
+            raise ConnectorError(f"node {n.name!r} ({n.op}) after connector "
+                                 f"{connectors[0]!r} cannot be crossed by the backward; "
+                                 "place every connector after it")
+
+
+# ---------------------------------------------------------------------------- modules
+
+def round_up(v: float, m: int) -> int:
+    return int(math.ceil(v / m - 1e-9)) * m
+
+
+def group_norm_groups(c: int) -> int:
+    """Groups of ~8 channels: the largest divisor of c not above c // 8 (at least 1)."""
+    g = max(1, c // GN_CHANNELS_PER_GROUP)
+    while c % g:
+        g -= 1
+    return g
+
+
+def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    fan_in = int(np.prod(shape[1:]))
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def _norm(name: str, spec: RepNetSpec, shape: tuple[int, ...], gamma: float) -> SideLayer:
+    c = shape[3]
+    params = {"gamma": np.full(c, gamma, np.float32), "beta": np.zeros(c, np.float32)}
+    if spec.norm == "groupnorm":
+        attrs = {"groups": group_norm_groups(c), "eps": float(spec.eps)}
+        return SideLayer(name, "groupnorm", shape, shape, attrs, params)
+    return SideLayer(name, "scale_shift", shape, shape, {}, params)
+
+
+def module_layers(index: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                  spec: RepNetSpec, rng: np.random.Generator) -> list[SideLayer]:
+    """The side layers of module ``index`` from ``in_shape`` to ``out_shape`` (NHWC)."""
+    layers: list[SideLayer] = []
+
+    def name(kind: str) -> str:
+        return f"m{index}_{kind}{len(layers)}"
+
+    shape = tuple(int(v) for v in in_shape)
+    d = spec.first_pool if index == 0 else spec.pool
+    kp = tuple(d if d > 1 and s // d >= 1 else 1 for s in shape[1:3])
+    if kp != (1, 1):
+        new = (1, shape[1] // kp[0], shape[2] // kp[1], shape[3])
+        layers.append(SideLayer(name("avgpool"), "avgpool", shape, new,
+                                {"k": _short(kp)}))  # type: ignore[arg-type]
+        shape = new
+    c_in = shape[3]
+    mid = max(8, round_up(c_in * spec.width, 8))
+    g = 1 if index == 0 else spec.groups
+    if c_in % g or mid % g:
+        g = 1
+    k = tuple(spec.kernel if s > 1 else 1 for s in shape[1:3])
+    pad = tuple(v // 2 for v in k)
+    w = _he(rng, (mid, k[0], k[1], c_in // g))
+    mid_shape = shape[:3] + (mid,)
+    layers.append(SideLayer(name("conv"), "conv", shape, mid_shape,
+                            {"k": _short(k), "stride": 1, "pad": _short(pad),  # type: ignore
+                             "groups": g}, {"weight": w}))
+    layers.append(_norm(name(spec.norm), spec, mid_shape, 1.0))
+    layers.append(SideLayer(name("relu"), "relu", mid_shape, mid_shape))
+    c_out = int(out_shape[3])
+    w2 = _he(rng, (c_out, 1, 1, mid))
+    proj_shape = shape[:3] + (c_out,)
+    layers.append(SideLayer(name("conv"), "conv", mid_shape, proj_shape,
+                            {"k": 1, "stride": 1, "pad": 0, "groups": 1}, {"weight": w2}))
+    layers.append(_norm(name(spec.norm), spec, proj_shape, 0.0))
+    target = (int(out_shape[1]), int(out_shape[2]))
+    if proj_shape[1:3] != target:
+        layers.append(SideLayer(name("resize"), "resize", proj_shape,
+                                (1, *target, c_out), {"size": target, "mode": "nearest"}))
+    return layers
+
+
+def _head(c: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch nn.Linear's default init (U(+-1/sqrt(C)) via kaiming_uniform) from ``seed``."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lin = torch.nn.Linear(c, num_classes)
+    return (lin.weight.detach().numpy().astype(np.float32).copy(),
+            lin.bias.detach().numpy().astype(np.float32).copy())
+
+
+def build_repnet(backbone_q: Graph, num_classes: int, spec: RepNetSpec | None = None,
+                 cut: str | None = None) -> TrainableModel:
+    """Rep-Net on the quantised ``backbone_q``: cut before its classifier (``cut``: see
+    ``cut_classifier``; pass the output's name for a backbone that is already cut), one
+    side module per connector, a new (num_classes, C) head."""
+    spec = spec if spec is not None else RepNetSpec()
+    if num_classes < 1:
+        raise RepNetError(f"num_classes must be >= 1, got {num_classes}")
+    if not backbone_q.is_quantized:
+        raise RepNetError("the backbone must be quantised to int8 first "
+                          "(mcutl.compile.load_and_quantize)")
+    g = cut_classifier(backbone_q, cut)
+    if spec.stages is not None:
+        connectors = list(spec.stages)
+        check_connectors(g, connectors)
+    else:
+        connectors = find_connectors(g, first_pool=spec.first_pool)
+    x = g.tensors[g.inputs[0]]
+    if len(x.shape) != 4:
+        raise RepNetError(f"Rep-Net side modules need a 4-D NHWC input; {x.name!r} is "
+                          f"{x.shape}")
+    rng = np.random.default_rng(spec.seed)
+    modules = []
+    source = g.inputs[0]
+    for i, c in enumerate(connectors):
+        layers = module_layers(i, g.tensors[source].shape, g.tensors[c].shape, spec, rng)
+        modules.append(SideModule(i, source, c, layers))
+        source = c
+    feat = g.tensors[g.outputs[0]]
+    hw, hb = _head(int(feat.shape[1]), num_classes, spec.seed)
+    return TrainableModel("repnet", g, connectors, modules, hw, hb, spec=asdict(spec))

@@ -1,0 +1,238 @@
+"""PyTorch reference of a TrainableModel's training step: the math the C step must match.
+
+Forward (batch 1, int8 NHWC input):
+- the frozen backbone runs in int8 exactly as the C kernels (mcutl.quant.int8_exec);
+- module 0 reads the dequantised input; at connector i the backbone's int8 tensor
+  (scale s, zero point z) is dequantised, ``x = float32(s) * (q - z)``, the module
+  output added, ``m_i = x + p_i`` (float32), and the backbone continues on
+  ``q' = clamp(round_half_away(float32(m_i / s)) + z, -128, 127)``; module i + 1 reads m_i;
+- the head reads the dequantised features: ``logits = features @ W.T + b``.
+
+Backward (torch autograd with a straight-through rule through the frozen backbone):
+every frozen node on a path from connector 0 to the features is shadowed by its op's
+``torch_forward_f32`` (float op on dequantised constants, no fused activation) whose
+value is replaced by the dequantised int8 output; its gradient is multiplied by the
+op's ``ste_mask`` (1-bit, from the int8 output: ReLU passes where out > act_min,
+ReLU6 where act_min < out < act_max). Requantisation (connectors and every layer's
+output rounding/saturation) is the identity. A residual add passes the gradient to
+both inputs, global average pooling spreads it, a reshape passes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcutl.ir.graph import Graph, Node
+from mcutl.methods.model import SideLayer, TrainableModel
+from mcutl.methods.repnet import as_pair
+from mcutl.ops import get_op
+from mcutl.quant.int8_exec import run_int8
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """``float32(scale) * (q - zero_point)``, one float32 product (as mcutl_dequantize_s8_f32)."""
+    return (np.float32(scale) * (np.asarray(q, np.int32) - int(zero_point)).astype(np.float32)
+            ).astype(np.float32)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite QUANTIZE: ``x / scale`` in float32, ties away from zero, + zp, saturated
+    (as mcutl_quantize_f32_s8)."""
+    v = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)
+    r = np.sign(v) * np.floor(np.abs(v) + 0.5) + int(zero_point)
+    return np.clip(r, -128, 127).astype(np.int8)
+
+
+def _qp(graph: Graph, name: str) -> tuple[float, int]:
+    q = graph.tensors[name].quant
+    assert q is not None, f"{name} is not quantised"
+    return float(q.scale[0]), int(q.zero_point[0])
+
+
+class StraightThrough(torch.autograd.Function):
+    """Value of ``value``; gradient of ``shadow`` (times ``mask`` where given)."""
+
+    @staticmethod
+    def forward(ctx: Any, shadow: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        ctx.has_mask = mask is not None
+        if mask is not None:
+            ctx.save_for_backward(mask)
+        return value.to(shadow.dtype).clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if ctx.has_mask:
+            (mask,) = ctx.saved_tensors
+            grad = torch.where(mask, grad, torch.zeros_like(grad))
+        return grad, None, None
+
+
+def straight_through(shadow: torch.Tensor, value: np.ndarray,
+                     mask: np.ndarray | None = None) -> torch.Tensor:
+    m = None if mask is None else torch.from_numpy(np.asarray(mask, bool))
+    return StraightThrough.apply(shadow, torch.from_numpy(np.asarray(value)), m)
+
+
+def nearest_indices(n_in: int, n_out: int) -> torch.Tensor:
+    """Nearest-resize source indices ``floor(dst * in / out)`` in exact integer arithmetic."""
+    return (torch.arange(n_out, dtype=torch.int64) * n_in) // n_out
+
+
+def side_layer_forward(layer: SideLayer, x: torch.Tensor,
+                       p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One side layer on an NCHW tensor; ``p``: its parameters by key."""
+    a = layer.attrs
+    if layer.kind == "avgpool":
+        k = as_pair(a["k"])
+        return F.avg_pool2d(x, k, k)
+    if layer.kind == "conv":
+        w = p["weight"].permute(0, 3, 1, 2)  # OHWI -> OIHW
+        stride = as_pair(a.get("stride", 1))
+        pad = as_pair(a.get("pad", 0))
+        return F.conv2d(x, w, None, stride, pad, 1, int(a.get("groups", 1)))
+    if layer.kind == "groupnorm":
+        return F.group_norm(x, int(a["groups"]), p["gamma"], p["beta"], float(a["eps"]))
+    if layer.kind == "scale_shift":
+        return x * p["gamma"].view(1, -1, 1, 1) + p["beta"].view(1, -1, 1, 1)
+    if layer.kind == "relu":
+        return F.relu(x)
+    if layer.kind == "resize":
+        h, w_ = (int(v) for v in a["size"])
+        rows = nearest_indices(x.shape[2], h)
+        cols = nearest_indices(x.shape[3], w_)
+        return x.index_select(2, rows).index_select(3, cols)
+    raise ValueError(f"side layer {layer.name}: unknown kind {layer.kind!r}")
+
+
+@dataclass
+class Trace:
+    """What the last forward computed (numpy copies), for tests and the C comparison."""
+
+    int8: dict[str, np.ndarray] = field(default_factory=dict)  # as the backbone used them
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # connector outputs before add
+    m: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> m_i (float32)
+    p: dict[int, np.ndarray] = field(default_factory=dict)  # module index -> output
+    masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # grad-path nodes
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+
+class TorchReference(nn.Module):
+    """A TrainableModel as a torch module: int8 backbone, float side network and head,
+    straight-through backward. Parameters are torch copies of ``model.parameters()``."""
+
+    def __init__(self, model: TrainableModel) -> None:
+        super().__init__()
+        self.model = model
+        named = model.parameters()
+        self._names = [n for n, _ in named]
+        self.params = nn.ParameterList(
+            [nn.Parameter(torch.from_numpy(np.array(a, np.float32, copy=True)))
+             for _, a in named])
+        self._index = {n: i for i, n in enumerate(self._names)}
+        g = model.backbone
+        self._producer: dict[str, Node] = {o: n for n in g.nodes for o in n.outputs}
+        self._connector = {m.target: m.index for m in model.modules}
+        self.trace = Trace()
+
+    # ---- parameters ----------------------------------------------------------
+    def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) in the order of ``model.parameters()`` (the C block's)."""
+        return [(n, self.params[i]) for i, n in enumerate(self._names)]
+
+    def param(self, name: str) -> nn.Parameter:
+        return self.params[self._index[name]]
+
+    def export_parameters(self) -> list[tuple[str, np.ndarray]]:
+        """Current values as float32 numpy copies, in order."""
+        return [(n, p.detach().numpy().astype(np.float32).copy())
+                for n, p in self.named_trainable()]
+
+    def load_into(self, model: TrainableModel | None = None) -> None:
+        """Write the current values into ``model``'s arrays (default: the wrapped one)."""
+        target = dict((model or self.model).parameters())
+        for n, v in self.export_parameters():
+            target[n][...] = v
+
+    # ---- forward ---------------------------------------------------------------
+    def module_forward(self, index: int, x_nhwc: torch.Tensor) -> torch.Tensor:
+        """Side module ``index`` on an NHWC float tensor (NHWC out)."""
+        x = x_nhwc.permute(0, 3, 1, 2)
+        for layer in self.model.modules[index].layers:
+            p = {k: self.param(f"{layer.name}.{k}") for k in layer.params}
+            x = side_layer_forward(layer, x, p)
+        return x.permute(0, 2, 3, 1)
+
+    def forward(self, x_q: np.ndarray) -> torch.Tensor:
+        """Logits (1, num_classes) float32 for one int8 NHWC input (1, H, W, C)."""
+        g = self.model.backbone
+        x_q = np.asarray(x_q)
+        if x_q.shape != g.tensors[g.inputs[0]].shape and x_q.shape == \
+                g.tensors[g.inputs[0]].shape[1:]:
+            x_q = x_q[None]
+        real: dict[str, torch.Tensor] = {}  # tensors on the gradient path (autograd)
+        source: dict[str, torch.Tensor] = {}  # float values modules read
+        seen: dict[str, np.ndarray] = {}  # int8 values as the backbone used them
+        trace = Trace()
+        sources = {m.source for m in self.model.modules}
+
+        def value_of(name: str) -> torch.Tensor:
+            if name in real:
+                return real[name]
+            return torch.from_numpy(dequantize(seen[name], *_qp(g, name)))
+
+        def hook(name: str, q: np.ndarray) -> np.ndarray:
+            node = self._producer.get(name)
+            if node is not None and any(i in real for i in node.inputs if i):
+                op = get_op(node.op, node)
+                args = [None if not i or g.tensors[i].is_const else value_of(i)
+                        for i in node.inputs]
+                shadow = op.torch_forward_f32(node, g, args)
+                mask = op.ste_mask(node, g, q)
+                trace.masks[node.name] = mask
+                real[name] = straight_through(shadow, dequantize(q, *_qp(g, name)), mask)
+            if name in self._connector:
+                i = self._connector[name]
+                s, zp = _qp(g, name)
+                p = self.module_forward(i, source[self.model.modules[i].source])
+                m = value_of(name) if name in real else torch.from_numpy(dequantize(q, s, zp))
+                m = m + p
+                q_new = quantize(m.detach().numpy(), s, zp)
+                trace.raw[name] = q
+                trace.p[i] = p.detach().numpy().copy()
+                trace.m[name] = m.detach().numpy().copy()
+                source[name] = m
+                real[name] = straight_through(m, dequantize(q_new, s, zp))
+                q = q_new
+            elif name in sources:
+                source[name] = torch.from_numpy(dequantize(q, *_qp(g, name)))
+            seen[name] = q
+            return q
+
+        run_int8(g, x_q, hook)
+        out = g.outputs[0]
+        feat = value_of(out).reshape(1, -1)
+        logits = feat @ self.param("head.weight").T + self.param("head.bias")
+        trace.int8 = seen
+        trace.features = feat.detach().numpy().copy()
+        trace.logits = logits.detach().numpy().copy()
+        self.trace = trace
+        return logits
+
+    def loss(self, x_q: np.ndarray, label: int, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Softmax cross-entropy of one sample."""
+        logits = self.forward(x_q)
+        return F.cross_entropy(logits, torch.tensor([int(label)]),
+                               label_smoothing=label_smoothing)
+
+    def batch_loss(self, xs: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        """Mean loss over a batch run one sample at a time (gradient accumulation)."""
+        losses = [self.loss(x, int(y)) for x, y in zip(xs, labels, strict=True)]
+        return torch.stack(losses).mean()
