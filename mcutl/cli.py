@@ -177,23 +177,76 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     from mcutl.compile import compile_backbone, load_calib
 
-    if args.method not in (None, "none"):
-        raise McutlError(
-            f"--method {args.method}: on-device training methods are not in this build yet; "
-            "compile the frozen backbone for inference (omit --method)"
-        )
     out = Path(args.output)
-    with console.status(f"compiling {args.model} for {args.target}"):
-        info, gen, fws = compile_backbone(
-            args.model,
-            args.target,
-            out,
-            calib=load_calib(Path(args.calib) if args.calib else None),
-            input_shape=_parse_shape(args.input_shape),
-            source_name=str(args.model),
-        )
-    console.print((out / "report.md").read_text(), markup=False, highlight=False)
+    calib = load_calib(Path(args.calib) if args.calib else None)
+    shape = _parse_shape(args.input_shape)
+    if args.method in (None, "none"):
+        with console.status(f"compiling {args.model} for {args.target}"):
+            info, _, _ = compile_backbone(args.model, args.target, out, calib=calib,
+                                          input_shape=shape, source_name=str(args.model))
+        console.print((out / "report.md").read_text(), markup=False, highlight=False)
+    elif args.method == "repnet":
+        from mcutl.methods.repnet import RepNetSpec
+        from mcutl.train.build import compile_training
+        from mcutl.train.codegen import TrainOptions
+
+        if not args.num_classes:
+            raise McutlError("--method repnet needs --num-classes N (classes of the new task)")
+        spec = RepNetSpec(width=args.width, stages=args.stages.split(",") if args.stages
+                          else None, norm=args.norm)
+        options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum)
+        with console.status(f"compiling {args.model} with Rep-Net for {args.target}"):
+            info, tm, gen, _ = compile_training(
+                args.model, args.target, out, num_classes=args.num_classes, calib=calib,
+                input_shape=shape, spec=spec, cut=args.cut, options=options,
+                source_name=str(args.model))
+        plan = json.loads((out / "plan.json").read_text())
+        console.print(
+            f"Rep-Net: {len(tm.connectors)} connectors ({', '.join(tm.connectors)}), "
+            f"{gen.param_count} trainable parameters\n"
+            f"arena {plan['peak_bytes']} B (lower bound {plan['lower_bound_bytes']} B), "
+            f"static {plan['static_bytes']} B, stack {plan['stack_bytes']} B, "
+            f"SRAM {plan['sram_bytes']} B; plan in {out / 'plan.json'} and plan.png",
+            highlight=False)
+    else:
+        raise McutlError(f"--method {args.method}: known methods are repnet (or omit it for "
+                         "inference of the frozen backbone)")
     console.print(f"[green]built[/] {', '.join(str(out / p) for p in info.firmware.values())}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from mcutl.verify.harness import verify
+
+    data = None
+    if args.data:
+        with np.load(args.data) as npz:
+            if len(npz.files) < 2:
+                raise McutlError(f"{args.data}: needs two arrays, inputs then labels")
+            data = (np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]))
+    table = Table(title=f"verify {args.build}")
+    for col in ("step", "label", "loss (device)", "loss (reference)", "rel err",
+                "max grad rel err", "digest"):
+        table.add_column(col)
+    rep = verify(Path(args.build), steps=args.steps, data=data, qemu=args.qemu, port=args.port,
+                 baud=args.baud, batch=args.batch, seed=args.seed)
+    for r in rep.steps:
+        g = max(r.grad_rel_err.values()) if r.grad_rel_err else None
+        table.add_row(str(r.step), str(r.label), f"{r.loss_device:.6f}",
+                      f"{r.loss_reference:.6f}", f"{r.loss_rel_err:.1e}",
+                      "-" if g is None else f"{g:.1e}", f"{r.digest:08x}")
+    console.print(table)
+    console.print(f"max loss rel err {rep.max_loss_rel_err:.2e}, max gradient rel err "
+                  f"{rep.max_grad_rel_err:.2e}; device stats {rep.stats}")
+    if not rep.passed:
+        err_console.print(f"[red]MISMATCH[/] {rep.first_mismatch}", highlight=False)
+        return 1
+    console.print(f"[green]verified[/] {len(rep.steps)} steps ({rep.link}); "
+                  f"{Path(args.build) / 'verify.json'}")
     return 0
 
 
@@ -256,7 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True)
     c.add_argument("--calib", help="npz whose first array is a calibration batch (float models)")
     c.add_argument("--input-shape", help="input shape incl. batch, e.g. 1,1,28,28 (if needed)")
-    c.add_argument("--method", help="on-device training method (later: repnet)")
+    c.add_argument("--method", help="on-device training method: repnet (omit: inference only)")
+    c.add_argument("--num-classes", type=int, help="classes of the new task (training)")
+    c.add_argument("--cut", help="node/tensor where the feature extractor ends")
+    c.add_argument("--stages", help="comma-separated connector tensors (default: automatic)")
+    c.add_argument("--width", type=float, default=0.5, help="Rep-Net width (default 0.5)")
+    c.add_argument("--norm", default="groupnorm", choices=["groupnorm", "scale_shift"])
+    c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    c.add_argument("--lr", type=float, default=0.03)
+    c.add_argument("--momentum", type=float, default=0.9)
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
     c.set_defaults(func=cmd_compile)
 
@@ -269,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baud", type=int, default=115200)
     r.add_argument("-o", "--output", default="out.npz")
     r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="train on the device and check it against the reference")
+    v.add_argument("build")
+    where = v.add_mutually_exclusive_group()
+    where.add_argument("--host", action="store_true", help="the host build (default)")
+    where.add_argument("--qemu", action="store_true")
+    where.add_argument("--port")
+    v.add_argument("--baud", type=int, default=115200)
+    v.add_argument("--steps", type=int, default=20)
+    v.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
+    v.add_argument("--data", help="npz: inputs (model layout) then labels")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=cmd_verify)
     return p
 
 

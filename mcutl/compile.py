@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ class BuildInfo:
     arena_bytes: int
     firmware: dict[str, str]
     firmware_build_ids: dict[str, str]
+    method: str = "none"  # "none": inference of the backbone; "repnet": on-device training
+    num_classes: int = 0
+    training: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
         (folder / "build.json").write_text(json.dumps(asdict(self), indent=1) + "\n")

@@ -94,6 +94,20 @@ class _Activation(OpDef):
                                    str(y.size)],
                  describe(node, graph), node=node.name)
 
+    def activation_of(self, node: Node) -> str:
+        return self.name
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        target = grads.write(node.inputs[0])
+        g_out = grads.out(node.outputs[0])
+        mask = grads.masks.get(node.name)
+        if target is None or g_out is None or mask is None:
+            return
+        n = graph.tensors[node.outputs[0]].size
+        ctx.call("mcutl_act_grad_input_f32", [g_out, mask, str(n), *target],
+                 f"{node.name}: {self.name} backward")
+
+
 
 @register
 class Relu(_Activation):

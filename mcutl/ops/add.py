@@ -82,3 +82,17 @@ class Add(OpDef):
                  [params, ctx.act(node.inputs[0]), ctx.act(node.inputs[1]),
                   ctx.act(node.outputs[0]), str(y.size)],
                  describe(node, graph), node=node.name)
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        g_out = self._masked_grad(node, graph, ctx, grads)
+        if g_out is None:
+            return
+        n = graph.tensors[node.outputs[0]].size
+        for name in node.inputs:
+            target = grads.write(name)
+            if target is None:
+                continue
+            buf, acc = target
+            func = "mcutl_axpy_f32" if acc == "1" else "mcutl_copy_f32"
+            args = [str(n), "1.0f", g_out, buf] if acc == "1" else [g_out, str(n), buf]
+            ctx.call(func, args, f"{node.name}: residual add passes the gradient to {name}")

@@ -188,6 +188,37 @@ class OpDef:
         lo, hi = act_bounds(node, graph, act)
         return clamp_mask(out_q, act, lo, hi)
 
+    # ---- training (frozen backbone) -------------------------------------------
+    def activation_of(self, node: Node) -> str:
+        """The activation applied to this node's output ('none' | 'relu' | 'relu6')."""
+        return str(node.attrs.get("act", "none")) if self.accepts_act else "none"
+
+    def lower_c_mask(self, node: Node, graph: Graph, ctx: Any) -> str | None:
+        """Emit the 1-bit mask of this node's activation (from its int8 output) that its
+        backward needs; returns the mask buffer, or None when there is no activation."""
+        from mcutl.train.step import act_mask_call
+
+        return act_mask_call(ctx, node, graph, self.activation_of(node))
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        """Emit the float gradient of this frozen node's inputs from its output's
+        (straight-through requantisation, int8 weights from flash, the saved mask)."""
+        raise self.unsupported(node, "has no backward rule: a gradient cannot cross it; "
+                                     "put the first connector after it (--stages)")
+
+    def _masked_grad(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> str | None:
+        """The output gradient with this node's activation mask applied (in place)."""
+        g_out = grads.out(node.outputs[0])
+        if g_out is None:
+            return None
+        mask = grads.masks.get(node.name)
+        if mask is not None:
+            n = graph.tensors[node.outputs[0]].size
+            ctx.call("mcutl_act_grad_input_f32", [g_out, mask, str(n), g_out, "0"],
+                     f"{node.name}: gradient through its {self.activation_of(node)}")
+        return g_out
+
+
 
 REGISTRY: dict[str, OpDef] = {}
 

@@ -219,3 +219,32 @@ class Conv2d(OpDef):
                         ctx.act(node.outputs[0])],
                  describe(node, graph, f"{kind} {kh}x{kw}/{sh}"),
                  macs=y.size * kh * kw * cg, node=node.name)
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        from mcutl.codegen.int8_lowering import weight_scales
+        from mcutl.train.step import conv_f32_params, f32_dims
+
+        x_name, w_name, _ = node.inputs
+        target = grads.write(x_name)
+        g_out = self._masked_grad(node, graph, ctx, grads)
+        if target is None or g_out is None:
+            return
+        x, w, y = graph.tensors[x_name], graph.tensors[w_name], graph.tensors[node.outputs[0]]
+        assert w.data is not None
+        sh, sw = attr_pair(node, "stride")
+        top, left, _, _ = attr_pad(node)
+        groups = int(node.attrs.get("groups", 1))
+        base = ctx.unique(node.name)
+        if conv_kind(node, graph) == "depthwise":
+            wdata = np.ascontiguousarray(w.data.transpose(3, 1, 2, 0))
+            func = "mcutl_depthwise_conv2d_grad_input_s8w_f32"
+        else:
+            wdata = w.data
+            func = "mcutl_conv2d_grad_input_s8w_f32"
+        weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8))
+        scales = ctx.const_array(f"{base}_wscale", weight_scales(w))
+        p = conv_f32_params(ctx, base, (sh, sw), (top, left), groups)
+        ctx.call(func, [p, f32_dims(ctx, y.shape), g_out, f32_dims(ctx, wdata.shape), weights,
+                        scales, f32_dims(ctx, x.shape), *target],
+                 f"{node.name}: input gradient through the frozen int8 weights",
+                 macs=y.size * w.shape[1] * w.shape[2] * w.shape[3])

@@ -116,3 +116,22 @@ class Linear(OpDef):
                  [params, "1", str(in_f), ctx.act(node.inputs[0]), str(out_f), weights, bias,
                   ctx.act(node.outputs[0])],
                  describe(node, graph), macs=in_f * out_f, node=node.name)
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        from mcutl.codegen.int8_lowering import weight_scales
+
+        x_name, w_name, _ = node.inputs
+        target = grads.write(x_name)
+        g_out = self._masked_grad(node, graph, ctx, grads)
+        if target is None or g_out is None:
+            return
+        w = graph.tensors[w_name]
+        assert w.data is not None
+        out_f, in_f = w.shape
+        base = ctx.unique(node.name)
+        weights = ctx.const_array(f"{base}_weights", w.data.astype(np.int8))
+        scales = ctx.const_array(f"{base}_wscale", weight_scales(w))
+        ctx.call("mcutl_linear_grad_input_s8w_f32",
+                 ["1", str(in_f), str(out_f), weights, scales, g_out, *target],
+                 f"{node.name}: input gradient through the frozen int8 weights",
+                 macs=in_f * out_f)

@@ -98,6 +98,24 @@ class _Pool2d(OpDef):
                                ctx.dims(y.shape), ctx.act(node.outputs[0])],
                  describe(node, graph, f"{kh}x{kw}/{sh}"), node=node.name)
 
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        from mcutl.train.step import f32_dims
+
+        kh, kw = attr_pair(node, "kernel")
+        if self.name != "avgpool2d" or attr_pair(node, "stride") != (kh, kw) or any(
+                attr_pad(node)):
+            super().lower_c_backward(node, graph, ctx, grads)
+            return
+        target = grads.write(node.inputs[0])
+        g_out = grads.out(node.outputs[0])
+        if target is None or g_out is None:
+            return
+        x = graph.tensors[node.inputs[0]]
+        ctx.call("mcutl_avg_pool_grad_input_f32",
+                 [f32_dims(ctx, x.shape), str(kh), str(kw), g_out, *target],
+                 f"{node.name}: average pool backward")
+
+
 
 @register
 class MaxPool2d(_Pool2d):
@@ -196,3 +214,14 @@ class GlobalAvgPool(OpDef):
                  [ctx.dims(x.shape), ctx.act(node.inputs[0]), "-128", "127",
                   ctx.act(node.outputs[0])],
                  describe(node, graph), node=node.name)
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        from mcutl.train.step import f32_dims
+
+        target = grads.write(node.inputs[0])
+        g_out = grads.out(node.outputs[0])
+        if target is None or g_out is None:
+            return
+        x = graph.tensors[node.inputs[0]]
+        ctx.call("mcutl_global_avg_pool_grad_input_f32", [f32_dims(ctx, x.shape), g_out, *target],
+                 f"{node.name}: global average pool backward")

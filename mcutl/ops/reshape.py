@@ -82,3 +82,7 @@ class Reshape(OpDef):
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
         """A view: the planner gives the output its input's buffer (c_alias); no kernel."""
+
+    def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
+        """A view: the input's gradient is the output's buffer."""
+        grads.alias(node.outputs[0], node.inputs[0])

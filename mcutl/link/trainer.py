@@ -1,0 +1,111 @@
+"""Host side of the training messages: SAMPLE, STEP, INFER, GET/SET params, DIGEST, STATS,
+RESET (payload layouts: docs/protocol.md and the generated train.c)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcutl.link import protocol as proto
+from mcutl.link.client import Device
+
+PARAMS, GRADS, OPT_STATE = 0, 1, 2
+FLAG_UPDATE = 1  # apply the optimizer after this sample
+FLAG_UPDATE_ONLY = 2  # apply the optimizer, no sample
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    loss_bits: int  # the float32's bits, for bit-identical comparisons
+    steps: int
+    ticks: int
+    updated: bool
+
+
+@dataclass(frozen=True)
+class Digest:
+    crc32: int
+    param_bytes: int
+    steps: int
+    updates: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    steps: int
+    updates: int
+    last_step_ticks: int
+    stack_unused: int
+    arena_bytes: int
+    rx_dropped: int
+
+
+class TrainDevice:
+    """A training firmware reached through a Device (QEMU, board or host process)."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.chunk = 0
+        self._step_id = 0
+
+    def _max_chunk(self) -> int:
+        if not self.chunk:
+            self.chunk = proto.MAX_PAYLOAD - 16
+        return self.chunk
+
+    def sample(self, x_q: np.ndarray, label: int) -> None:
+        """Send one int8 NHWC sample and its label (chunked to the payload size)."""
+        data = np.ascontiguousarray(x_q, dtype=np.int8).tobytes()
+        n = self._max_chunk()
+        for off in range(0, len(data), n):
+            self.device.request(proto.MsgType.SAMPLE,
+                                struct.pack("<iI", int(label), off) + data[off: off + n])
+
+    def step(self, update: bool = True, update_only: bool = False) -> StepResult:
+        self._step_id = (self._step_id + 1) & 0xFFFFFFFF
+        flags = (FLAG_UPDATE if update else 0) | (FLAG_UPDATE_ONLY if update_only else 0)
+        resp = self.device.request(proto.MsgType.STEP, struct.pack("<IB", self._step_id, flags))
+        loss_bits, steps, ticks, updated = struct.unpack("<IIIB", resp[:13])
+        (loss,) = struct.unpack("<f", struct.pack("<I", loss_bits))
+        return StepResult(loss, loss_bits, steps, ticks, bool(updated))
+
+    def infer(self, num_classes: int) -> np.ndarray:
+        resp = self.device.request(proto.MsgType.INFER)
+        return np.frombuffer(resp[: 4 * num_classes], dtype="<f4").astype(np.float32)
+
+    def get_block(self, which: int, count: int) -> np.ndarray:
+        out = bytearray()
+        total = 4 * count
+        n = (self._max_chunk() // 4) * 4
+        while len(out) < total:
+            k = min(n, total - len(out))
+            out += self.device.request(proto.MsgType.GET_PARAMS,
+                                       struct.pack("<BIH", which, len(out), k))
+        return np.frombuffer(bytes(out), dtype="<f4").astype(np.float32)
+
+    def set_block(self, which: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+        n = (self._max_chunk() // 4) * 4
+        for off in range(0, len(data), n):
+            self.device.request(proto.MsgType.SET_PARAMS,
+                                struct.pack("<BI", which, off) + data[off: off + n])
+
+    def digest(self) -> Digest:
+        crc, nbytes, steps, updates = struct.unpack(
+            "<IIII", self.device.request(proto.MsgType.DIGEST)[:16])
+        return Digest(crc, nbytes, steps, updates)
+
+    def stats(self) -> Stats:
+        return Stats(*struct.unpack("<IIIIII", self.device.request(proto.MsgType.STATS)[:24]))
+
+    def reset(self) -> None:
+        self.device.request(proto.MsgType.RESET)
+
+
+def params_crc(values: np.ndarray) -> int:
+    """The DIGEST of a parameter block computed on the host (zlib CRC-32 of float32 LE)."""
+    return zlib.crc32(np.ascontiguousarray(values, dtype="<f4").tobytes())

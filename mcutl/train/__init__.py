@@ -1,0 +1,1 @@
+"""The training step: forward, loss, backward, optimizer; its arena plan."""

@@ -1,0 +1,239 @@
+"""`mcutl verify`: the device trains, the host checks it step by step.
+
+Per step: SAMPLE + STEP on the device (host build, QEMU or a board); the same sample
+through the PyTorch reference (`TorchReference`) with the same optimizer. Checked:
+- losses: device vs reference within `loss_rtol` (relative) at every step;
+- gradients: at checkpoint steps the device's parameters are loaded into the
+  reference (same parameters, same sample), the device accumulates gradients
+  without updating, and every trainable tensor's gradient must match autograd
+  within `grad_rtol` (norm-wise relative error per tensor);
+- with `against` (another device run, e.g. the host build): losses bit-identical and
+  parameter digests equal after every step.
+The first step and tensor that differ are named; the result goes to verify.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mcutl.compile import BuildInfo
+from mcutl.errors import McutlError
+from mcutl.link.session import open_session
+from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
+from mcutl.methods.model import TrainableModel, restore
+from mcutl.run import check_model, prepare_inputs
+from mcutl.targets import load_target
+
+
+class VerifyError(McutlError):
+    """The device disagrees with the reference (or another device)."""
+
+
+@dataclass
+class StepRecord:
+    step: int
+    label: int
+    loss_device: float
+    loss_device_bits: int
+    loss_reference: float
+    loss_rel_err: float
+    digest: int
+    grad_rel_err: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    build: str
+    link: str
+    steps: list[StepRecord]
+    max_loss_rel_err: float
+    max_grad_rel_err: float
+    first_mismatch: str | None
+    passed: bool
+    stats: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def load_trainable(build: Path) -> tuple[BuildInfo, TrainableModel]:
+    from mcutl.frontend.tflite_import import import_tflite
+
+    info = BuildInfo.load(build)
+    if info.method == "none" or "model" not in info.training:
+        raise McutlError(f"{build} is an inference build: compile with --method repnet to "
+                         "get a firmware that trains")
+    backbone = import_tflite((build / "model.tflite").read_bytes())
+    with np.load(build / "trainable.npz") as npz:
+        params = {k: npz[k] for k in npz.files}
+    return info, restore(info.training["model"], backbone, params)
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    num = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
+    den = max(float(np.linalg.norm(b.astype(np.float64))), 1e-12)
+    return num / den
+
+
+def random_samples(info: BuildInfo, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = tuple(info.input_shape_nhwc)
+    x = rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int64).astype(np.int8)
+    y = rng.integers(0, info.num_classes, size=n)
+    return x, y
+
+
+def verify(
+    build: Path,
+    *,
+    steps: int = 20,
+    data: tuple[np.ndarray, np.ndarray] | None = None,
+    qemu: bool = False,
+    port: str | None = None,
+    baud: int = 115200,
+    batch: int = 1,
+    check_every: int = 5,
+    loss_rtol: float = 1e-3,
+    grad_rtol: float = 1e-4,
+    against: list[StepRecord] | None = None,
+    seed: int = 0,
+    progress: Callable[[StepRecord], None] | None = None,
+) -> VerifyReport:
+    from mcutl.verify.reference import TorchReference
+
+    info, tm = load_trainable(build)
+    if data is None:
+        xq, labels = random_samples(info, steps, seed)
+    else:
+        x, labels = data
+        xq = prepare_inputs(info, x)[:steps]
+        labels = np.asarray(labels)[:steps]
+    opts = info.training["options"]
+    ref = TorchReference(tm)
+    params = [p for _, p in ref.named_trainable()]
+    if opts["optimizer"] == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=opts["lr"], momentum=opts["momentum"], weight_decay=opts["weight_decay"])
+    else:
+        opt = torch.optim.Adam(params, lr=opts["lr"], betas=(opts["beta1"], opts["beta2"]),
+                               eps=opts["eps"], weight_decay=opts["weight_decay"])
+    layout = [(p["name"], p["offset"], p["count"]) for p in _param_layout(build)]
+    n_params = sum(c for _, _, c in layout)
+    if port is None and not qemu:
+        target, elf, link = load_target("host"), build / info.firmware["host"], "host"
+    else:
+        target = load_target(info.target)
+        elf = build / info.firmware["qemu" if qemu else "board"]
+        link = "qemu" if qemu else str(port)
+    records: list[StepRecord] = []
+    first: str | None = None  # the first mismatch, named
+    max_loss = max_grad = 0.0
+    with open_session(target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0) as s:
+        check_model(info, s.hello)
+        dev = TrainDevice(s.device)
+        dev.reset()
+        theta0 = dev.get_block(PARAMS, n_params)
+        for name, off, cnt in layout:
+            want = ref.param(name).detach().numpy().reshape(-1)
+            if not np.array_equal(theta0[off: off + cnt], want):
+                first = (f"step 0: initial parameter {name} on the device differs from the "
+                         f"build's (max |diff| "
+                         f"{float(np.abs(theta0[off: off + cnt] - want).max()):.3g}): the "
+                         "firmware and trainable.npz come from different compiles")
+                break
+        for i in range(len(xq)):
+            label = int(labels[i])
+            dev.sample(xq[i], label)
+            update = (i + 1) % batch == 0
+            grad_errs: dict[str, float] = {}
+            at_batch_start = i % batch == 0
+            if at_batch_start and (i % check_every == 0 or i == len(xq) - 1):
+                # same parameters: the device's, loaded into the reference
+                theta = dev.get_block(PARAMS, n_params)
+                _load(ref, layout, theta)
+                res = dev.step(update=False)
+                g_dev = dev.get_block(GRADS, n_params)
+                opt.zero_grad()
+                loss_ref = ref.loss(xq[i], label) / batch
+                loss_ref.backward()
+                for name, off, cnt in layout:
+                    gr = ref.param(name).grad
+                    g_ref = np.zeros(cnt, np.float32) if gr is None else gr.detach().numpy()
+                    grad_errs[name] = rel_err(g_dev[off: off + cnt], g_ref.reshape(-1))
+                if update:
+                    dev.step(update_only=True)
+            else:
+                res = dev.step(update=update)
+                loss_ref = ref.loss(xq[i], label) / batch
+                loss_ref.backward()
+            if update:
+                opt.step()
+                opt.zero_grad()
+            lr_val = float(loss_ref.detach()) * batch
+            rec = StepRecord(
+                step=i, label=label, loss_device=res.loss, loss_device_bits=res.loss_bits,
+                loss_reference=lr_val, loss_rel_err=abs(res.loss - lr_val) / max(abs(lr_val),
+                                                                                 1e-12),
+                digest=dev.digest().crc32, grad_rel_err=grad_errs,
+            )
+            records.append(rec)
+            max_loss = max(max_loss, rec.loss_rel_err)
+            if grad_errs:
+                max_grad = max(max_grad, max(grad_errs.values()))
+            if first is None:
+                first = _first_problem(rec, loss_rtol, grad_rtol, against)
+            if progress is not None:
+                progress(rec)
+        st = dev.stats()
+        final = dev.get_block(PARAMS, n_params)
+        if params_crc(final) != records[-1].digest:
+            first = first or "DIGEST does not match the CRC of the parameters read back"
+        stats = asdict(st)
+        retries = s.device.stats.retries
+        if qemu or target.is_host:
+            s.finish(0)
+    report = VerifyReport(str(build), link, records, max_loss, max_grad, first, first is None,
+                          stats, retries)
+    (build / "verify.json").write_text(report.to_json())
+    return report
+
+
+def _param_layout(build: Path) -> list[dict[str, Any]]:
+    return list(json.loads((build / "plan.json").read_text())["params"])
+
+
+def _load(ref: Any, layout: list[tuple[str, int, int]], theta: np.ndarray) -> None:
+    with torch.no_grad():
+        for name, off, cnt in layout:
+            p = ref.param(name)
+            p.copy_(torch.from_numpy(theta[off: off + cnt].reshape(p.shape).copy()))
+
+
+def _first_problem(rec: StepRecord, loss_rtol: float, grad_rtol: float,
+                   against: list[StepRecord] | None) -> str | None:
+    if not np.isfinite(rec.loss_device):
+        return f"step {rec.step}: the device's loss is {rec.loss_device}"
+    if rec.loss_rel_err > loss_rtol:
+        return (f"step {rec.step}: loss {rec.loss_device!r} vs reference "
+                f"{rec.loss_reference!r} (relative error {rec.loss_rel_err:.2e} > {loss_rtol})")
+    for name, err in rec.grad_rel_err.items():
+        if err > grad_rtol:
+            return (f"step {rec.step}: gradient of {name} differs from autograd by "
+                    f"{err:.2e} (relative, > {grad_rtol})")
+    if against is not None and rec.step < len(against):
+        other = against[rec.step]
+        if other.loss_device_bits != rec.loss_device_bits:
+            return (f"step {rec.step}: loss bits 0x{rec.loss_device_bits:08x} differ from the "
+                    f"other build's 0x{other.loss_device_bits:08x}")
+        if other.digest != rec.digest:
+            return (f"step {rec.step}: parameter digest 0x{rec.digest:08x} differs from the "
+                    f"other build's 0x{other.digest:08x}")
+    return None

@@ -1,0 +1,157 @@
+"""Rep-Net training firmware: gradient parity with PyTorch autograd, bit-identical QEMU vs
+host, the frozen start, the memory plan, and the errors a user sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from examples.backbones import TinyIMU1D, TinyMBV2, randomize_batchnorm_stats, spread_init
+from mcutl.cli import main
+from mcutl.link.session import open_session
+from mcutl.link.trainer import TrainDevice
+from mcutl.quant.int8_exec import run_int8
+from mcutl.targets import load_target
+from mcutl.train.build import MemoryBudgetError, check_budget, compile_training
+from mcutl.verify.harness import load_trainable, random_samples, verify
+from tests.conftest import needs_qemu
+
+MODELS = {"mbv2": (TinyMBV2, (1, 1, 28, 28), 10), "imu1d": (TinyIMU1D, (1, 6, 100), 4)}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    name = request.param
+    cls, shape, classes = MODELS[name]
+    model = randomize_batchnorm_stats(spread_init(cls(seed=1), seed=2), seed=3).eval()
+    calib = np.random.default_rng(0).random((32, *shape[1:]), dtype=np.float32)
+    out = tmp_path_factory.mktemp(f"train-{name}")
+    info, tm, gen, fws = compile_training(model, "stm32f405", out, num_classes=classes,
+                                          calib=calib, input_shape=shape, source_name=name)
+    return name, out, info, tm, gen
+
+
+def test_plan_is_tight_and_fits_the_f405(trained) -> None:  # noqa: ANN001
+    name, out, _, tm, gen = trained
+    plan = json.loads((out / "plan.json").read_text())
+    for key in ("peak_bytes", "lower_bound_bytes", "stack_bytes", "static_bytes", "sram_bytes",
+                "tensors"):
+        assert key in plan
+    assert plan["peak_bytes"] <= 1.02 * plan["lower_bound_bytes"]
+    assert plan["sram_bytes"] == 131072
+    assert plan["peak_bytes"] + plan["static_bytes"] + plan["stack_bytes"] <= 131072
+    size = plan["firmware_size"]
+    assert size["static_ram"] + size["stack"] <= size["sram_capacity"]
+    gen.plan.check_no_overlap()
+    assert len(tm.connectors) >= 1
+    assert (out / "plan.png").stat().st_size > 10_000
+
+
+def test_host_build_matches_autograd(trained) -> None:  # noqa: ANN001
+    _, out, _, _, _ = trained
+    rep = verify(out, steps=20, check_every=5)
+    assert rep.passed, rep.first_mismatch
+    checked = [r for r in rep.steps if r.grad_rel_err]
+    assert len(checked) >= 4  # steps 0, 5, 10, 15, 19
+    assert rep.max_grad_rel_err <= 1e-4
+    assert rep.max_loss_rel_err <= 1e-3
+    # the step actually trains the side network: its parameters moved
+    assert len({r.digest for r in rep.steps}) == 20
+    assert json.loads((out / "verify.json").read_text())["passed"]
+
+
+def test_logits_before_update_are_frozen_backbone_plus_head(trained) -> None:  # noqa: ANN001
+    _, out, info, _, _ = trained
+    _, tm = load_trainable(out)
+    xq, _ = random_samples(info, 3, seed=11)
+    g = tm.backbone
+    q = g.tensors[g.outputs[0]].quant
+    assert q is not None
+    with open_session(load_target("host"), out / info.firmware["host"]) as s:
+        dev = TrainDevice(s.device)
+        for x in xq:
+            dev.sample(x, 0)
+            logits = dev.infer(tm.num_classes)
+            feats = run_int8(g, x[None])[g.outputs[0]].reshape(-1)
+            f = (np.float32(q.scale[0]) * (feats.astype(np.int32) - int(q.zero_point[0]))
+                 ).astype(np.float32)
+            expect = np.empty(tm.num_classes, np.float32)
+            for o in range(tm.num_classes):  # the C kernel's order: bias, then i = 0..n-1
+                acc = np.float32(tm.head_bias[o])
+                for i in range(f.size):
+                    acc = np.float32(acc + np.float32(f[i] * tm.head_weight[o, i]))
+                expect[o] = acc
+            np.testing.assert_array_equal(logits, expect)
+        s.finish(0)
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_qemu_is_bit_identical_to_host(trained) -> None:  # noqa: ANN001
+    _, out, _, _, _ = trained
+    host = verify(out, steps=20, check_every=100)
+    dev = verify(out, steps=20, check_every=100, qemu=True, against=host.steps)
+    assert dev.passed, dev.first_mismatch
+    assert [r.loss_device_bits for r in dev.steps] == [r.loss_device_bits for r in host.steps]
+    assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]
+    assert dev.stats["stack_unused"] > 0  # the painted stack was never exhausted
+
+
+def test_verify_names_the_first_mismatch(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    _, out, _, _, _ = trained
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad, symlinks=True)
+    with np.load(bad / "trainable.npz") as npz:
+        params = {k: npz[k] for k in npz.files}
+    params["head.bias"] = params["head.bias"] + 0.5  # the reference no longer matches
+    np.savez(bad / "trainable.npz", **params)
+    rep = verify(bad, steps=3)
+    assert not rep.passed
+    assert rep.first_mismatch is not None
+    assert rep.first_mismatch.startswith("step 0: initial parameter head.bias")
+
+
+def test_memory_budget_error_names_the_largest_tensors(trained) -> None:  # noqa: ANN001
+    _, _, _, _, gen = trained
+    t = load_target("stm32f405")
+    assert t.memory is not None
+    small = dataclasses.replace(t, memory=dataclasses.replace(t.memory, sram_bytes=16384))
+    with pytest.raises(MemoryBudgetError, match="needs .* B of SRAM on stm32f405 but it has "
+                                                "16384 B.*Largest arena buffers"):
+        check_budget(small, gen)
+
+
+def test_cli_compile_repnet_from_onnx_and_verify(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    model = randomize_batchnorm_stats(spread_init(TinyIMU1D(seed=4))).eval()
+    onnx_path = tmp_path / "imu.onnx"
+    torch.onnx.export(model, torch.zeros(1, 6, 100), str(onnx_path), dynamo=False)
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 6, 100), dtype=np.float32))
+    build = tmp_path / "b"
+    assert main(["compile", str(onnx_path), "--method", "repnet", "--num-classes", "3",
+                 "--calib", str(tmp_path / "calib.npz"), "--target", "stm32f405",
+                 "-o", str(build)]) == 0
+    assert "connectors" in capsys.readouterr().out
+    x = rng.standard_normal((6, 6, 100), dtype=np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.array([0, 1, 2, 0, 1, 2]))
+    assert main(["verify", str(build), "--host", "--steps", "6",
+                 "--data", str(tmp_path / "data.npz")]) == 0
+    assert "verified 6 steps" in capsys.readouterr().out
+
+
+def test_cli_repnet_needs_num_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", "x.onnx", "--method", "repnet", "--target", "stm32f405",
+                 "-o", str(tmp_path)]) == 2
+    assert "--num-classes" in capsys.readouterr().err
