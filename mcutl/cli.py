@@ -192,8 +192,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
         if not args.num_classes:
             raise McutlError("--method repnet needs --num-classes N (classes of the new task)")
-        spec = RepNetSpec(width=args.width, stages=args.stages.split(",") if args.stages
-                          else None, norm=args.norm)
+        spec = RepNetSpec(width=args.width, kernel=args.kernel, groups=args.groups,
+                          stages=args.stages.split(",") if args.stages else None, norm=args.norm)
         options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum)
         with console.status(f"compiling {args.model} with Rep-Net for {args.target}"):
             info, tm, gen, _ = compile_training(
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cut", help="node/tensor where the feature extractor ends")
     c.add_argument("--stages", help="comma-separated connector tensors (default: automatic)")
     c.add_argument("--width", type=float, default=0.5, help="Rep-Net width (default 0.5)")
+    c.add_argument("--kernel", type=int, default=3, help="Rep-Net conv kernel (default 3)")
+    c.add_argument("--groups", type=int, default=2, help="Rep-Net conv groups (default 2)")
     c.add_argument("--norm", default="groupnorm", choices=["groupnorm", "scale_shift"])
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     c.add_argument("--lr", type=float, default=0.03)

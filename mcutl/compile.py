@@ -27,7 +27,7 @@ from mcutl.firmware import runtime_sources
 from mcutl.ir.graph import Graph
 from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
-from mcutl.toolchain import Firmware, FirmwareSpec, build_firmware
+from mcutl.toolchain import Firmware, FirmwareSpec, build_many
 
 INT8_DIR = RUNTIME_C / "src" / "int8"
 
@@ -114,17 +114,17 @@ def model_spec(gen_dir: Path, name: str, semihosting: bool) -> FirmwareSpec:
 
 
 def build_all(target: Target, out: Path) -> dict[str, Firmware]:
-    """Board firmware, QEMU firmware (if the target has a model), host build."""
-    fws: dict[str, Firmware] = {}
-    if target.is_host:
-        fws["host"] = build_firmware(target, model_spec(out, "firmware", False), out / "host")
-        return fws
-    fws["board"] = build_firmware(target, model_spec(out, "firmware", False), out)
-    if target.has_qemu:
-        fws["qemu"] = build_firmware(target, model_spec(out, "firmware-qemu", True), out)
+    """Board firmware, QEMU firmware (if the target has a model), host build, in parallel."""
+    jobs: dict[str, tuple[Target, FirmwareSpec, Path]] = {}
     host = load_target("host")
-    fws["host"] = build_firmware(host, model_spec(out, "firmware", False), out / "host")
-    return fws
+    if target.is_host:
+        jobs["host"] = (target, model_spec(out, "firmware", False), out / "host")
+    else:
+        jobs["board"] = (target, model_spec(out, "firmware", False), out)
+        if target.has_qemu:
+            jobs["qemu"] = (target, model_spec(out, "firmware-qemu", True), out)
+        jobs["host"] = (host, model_spec(out, "firmware", False), out / "host")
+    return build_many(jobs)
 
 
 def compile_backbone(

@@ -8,10 +8,12 @@ sources stay target independent.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,6 +244,14 @@ def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmwar
         stamp.write_text(build_id)
     size = None if target.is_host else size_report(target, elf)
     return Firmware(target=target, elf=elf, build_id=build_id, size=size)
+
+
+def build_many(jobs: dict[str, tuple[Target, FirmwareSpec, Path]]) -> dict[str, Firmware]:
+    """Several builds at once (one compiler process per core); same results as one by one."""
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {k: pool.submit(build_firmware, *job) for k, job in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
 
 
 def size_report(target: Target, elf: Path) -> SizeReport:

@@ -151,6 +151,23 @@ def test_cli_compile_repnet_from_onnx_and_verify(tmp_path: Path,
     assert "verified 6 steps" in capsys.readouterr().out
 
 
+def test_adam_and_scale_shift_on_the_host(tmp_path: Path) -> None:
+    """The options of the method spec and the optimizer reach the firmware and verify."""
+    from mcutl.methods.repnet import RepNetSpec
+    from mcutl.train.codegen import TrainOptions
+
+    model = randomize_batchnorm_stats(spread_init(TinyIMU1D(seed=5))).eval()
+    calib = np.random.default_rng(2).standard_normal((16, 6, 100), dtype=np.float32)
+    _, _, gen, _ = compile_training(
+        model, "stm32f405", tmp_path, num_classes=4, calib=calib, input_shape=(1, 6, 100),
+        spec=RepNetSpec(norm="scale_shift", width=1.0, kernel=5),
+        options=TrainOptions(optimizer="adam", lr=1e-3))
+    assert gen.opt_state_count == 2 * gen.param_count
+    rep = verify(tmp_path, steps=8, batch=2, check_every=4)
+    assert rep.passed, rep.first_mismatch
+    assert sum(bool(r.grad_rel_err) for r in rep.steps) >= 2 and rep.max_grad_rel_err <= 1e-4
+
+
 def test_cli_repnet_needs_num_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", "x.onnx", "--method", "repnet", "--target", "stm32f405",
                  "-o", str(tmp_path)]) == 2

@@ -26,7 +26,7 @@ from mcutl.firmware import runtime_sources
 from mcutl.methods.model import TrainableModel, describe
 from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
-from mcutl.toolchain import Firmware, FirmwareSpec, build_firmware
+from mcutl.toolchain import Firmware, FirmwareSpec, build_many
 from mcutl.train.codegen import GeneratedTraining, TrainOptions, generate_training
 
 INT8_DIR = RUNTIME_C / "src" / "int8"
@@ -84,14 +84,14 @@ def train_spec(gen_dir: Path, name: str, semihosting: bool) -> FirmwareSpec:
 
 
 def build_train_firmware(target: Target, out: Path) -> dict[str, Firmware]:
-    fws: dict[str, Firmware] = {}
+    """Board, QEMU (semihosting) and host builds of the same generated C, in parallel."""
+    jobs: dict[str, tuple[Target, FirmwareSpec, Path]] = {}
     if not target.is_host:
-        fws["board"] = build_firmware(target, train_spec(out, "firmware", False), out)
+        jobs["board"] = (target, train_spec(out, "firmware", False), out)
         if target.has_qemu:
-            fws["qemu"] = build_firmware(target, train_spec(out, "firmware-qemu", True), out)
-    fws["host"] = build_firmware(load_target("host"), train_spec(out, "firmware", False),
-                                 out / "host")
-    return fws
+            jobs["qemu"] = (target, train_spec(out, "firmware-qemu", True), out)
+    jobs["host"] = (load_target("host"), train_spec(out, "firmware", False), out / "host")
+    return build_many(jobs)
 
 
 def plan_json(gen: GeneratedTraining, target: Target, budget: dict[str, int],

@@ -9,7 +9,9 @@ through the PyTorch reference (`TorchReference`) with the same optimizer. Checke
   within `grad_rtol` (norm-wise relative error per tensor);
 - with `against` (another device run, e.g. the host build): losses bit-identical and
   parameter digests equal after every step.
-The first step and tensor that differ are named; the result goes to verify.json.
+Mini-batches: gradients are summed over the `batch` samples before each update (the
+device's semantics; scale the learning rate by 1/B for a mean). The first step and
+tensor that differ are named; the result goes to verify.json.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def verify(
                 res = dev.step(update=False)
                 g_dev = dev.get_block(GRADS, n_params)
                 opt.zero_grad()
-                loss_ref = ref.loss(xq[i], label) / batch
+                loss_ref = ref.loss(xq[i], label)
                 loss_ref.backward()
                 for name, off, cnt in layout:
                     gr = ref.param(name).grad
@@ -172,12 +174,12 @@ def verify(
                     dev.step(update_only=True)
             else:
                 res = dev.step(update=update)
-                loss_ref = ref.loss(xq[i], label) / batch
+                loss_ref = ref.loss(xq[i], label)
                 loss_ref.backward()
             if update:
                 opt.step()
                 opt.zero_grad()
-            lr_val = float(loss_ref.detach()) * batch
+            lr_val = float(loss_ref.detach())
             rec = StepRecord(
                 step=i, label=label, loss_device=res.loss, loss_device_bits=res.loss_bits,
                 loss_reference=lr_val, loss_rel_err=abs(res.loss - lr_val) / max(abs(lr_val),

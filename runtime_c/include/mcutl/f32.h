@@ -6,7 +6,8 @@
  * the frozen int8 backbone, the loss and the optimizer updates.
  * tests/test_f32_kernels.py checks every kernel against PyTorch autograd
  * (float64 reference) within 1e-5 relative error, measured norm-wise:
- * ||c - ref||_2 / ||ref||_2.
+ * ||c - ref||_2 / ||ref||_2 (where a sum cancels, relative to the same sum of
+ * absolute values, the scale of float32 rounding).
  *
  * Conventions shared by all kernels
  * ---------------------------------
