@@ -279,6 +279,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mcutl.train.loop import plot_losses, train
+
+    build = Path(args.build)
+    with np.load(args.data) as npz:
+        if len(npz.files) < 2:
+            raise McutlError(f"{args.data}: needs two arrays, inputs (model layout) then labels")
+        x, y = np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]])
+    n_eval = int(round(len(x) * args.holdout))
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    ev, tr = order[:n_eval], order[n_eval:]
+    torch.set_num_threads(1)
+    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[rate]:.1f} samples/s  loss {task.fields[loss]:.4f}"),
+                  TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task("train", total=args.epochs * len(tr), rate=0.0, loss=float("nan"))
+        start = [0.0]
+
+        def progress(done: int, total: int, loss: float) -> None:
+            import time
+
+            if done == 1:
+                start[0] = time.perf_counter()
+            rate = (done - 1) / max(time.perf_counter() - start[0], 1e-9)
+            bar.update(task, completed=done, rate=rate, loss=loss)
+
+        res = train(build, x[tr], y[tr], epochs=args.epochs, batch=args.batch,
+                    eval_x=x[ev] if n_eval else None, eval_y=y[ev] if n_eval else None,
+                    qemu=args.qemu, port=args.port, baud=args.baud, seed=args.seed,
+                    progress=progress)
+    plot_losses(res, build / "train.png")
+    if args.save:
+        torch.save({k: torch.from_numpy(v) for k, v in res.params.items()}, args.save)
+    acc = ""
+    if res.acc_before is not None and res.acc_after is not None:
+        acc = (f"; held-out accuracy on the device {100 * res.acc_before:.1f} % -> "
+               f"{100 * res.acc_after:.1f} % ({n_eval} samples)")
+    console.print(f"trained on {res.samples} samples at {res.samples_per_s:.1f} samples/s; "
+                  f"loss {np.mean(res.losses[:10]):.3f} -> {np.mean(res.losses[-10:]):.3f}{acc}; "
+                  f"{build / 'train.png'}" + (f"; parameters in {args.save}" if args.save else ""),
+                  highlight=False)
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcutl.flash import flash
+
+    with console.status(f"flashing {args.build} via {args.probe}"):
+        res = flash(Path(args.build), args.probe, uid=args.uid, frequency=args.frequency,
+                    target=args.target, pyocd=args.pyocd, timeout=args.timeout)
+    console.print(f"[green]flashed[/] {res.elf} to {res.target} ({res.pyocd_target}) via "
+                  f"{res.probe} in {res.seconds:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mcutl",
@@ -345,6 +408,34 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", help="npz: inputs (model layout) then labels")
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(func=cmd_verify)
+
+    tr = sub.add_parser("train", help="stream a dataset to the device, which trains on it")
+    tr.add_argument("build")
+    tr.add_argument("--data", required=True, help="npz: inputs (model layout) then labels")
+    tr.add_argument("--epochs", type=int, default=1)
+    tr.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
+    tr.add_argument("--holdout", type=float, default=0.2,
+                    help="fraction kept out of training to measure accuracy (default 0.2)")
+    tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
+    tr.add_argument("--seed", type=int, default=0)
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument("--host", action="store_true", help="the host build (default)")
+    where.add_argument("--qemu", action="store_true")
+    where.add_argument("--port")
+    tr.add_argument("--baud", type=int, default=115200)
+    tr.set_defaults(func=cmd_train)
+
+    from mcutl.flash import PROBES, parse_frequency
+
+    fl = sub.add_parser("flash", help="write a build's firmware.elf to a board with pyOCD")
+    fl.add_argument("build", help="build folder from `mcutl compile`")
+    fl.add_argument("--probe", required=True, choices=list(PROBES), help="stlink or cmsis-dap")
+    fl.add_argument("--uid", help="probe unique ID or a unique part of it (see `pyocd list`)")
+    fl.add_argument("--frequency", type=parse_frequency, help="SWD clock, e.g. 4m, 500k")
+    fl.add_argument("--target", help="refuse unless the build is for this target")
+    fl.add_argument("--pyocd", default="pyocd", help="pyocd executable (default: pyocd)")
+    fl.add_argument("--timeout", type=float, default=300.0)
+    fl.set_defaults(func=cmd_flash)
     return p
 
 

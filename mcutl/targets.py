@@ -47,6 +47,7 @@ class Target:
     memory: Memory | None = None
     uart: Uart | None = None
     qemu_machine: str | None = None
+    pyocd_target: str | None = None  # `[flash] pyocd_target`: pyOCD target type for `mcutl flash`
     extra_sources: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
@@ -93,6 +94,7 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
         for key in ("cpu", "irq_count"):
             _require(data, key, where)
     qemu = data.get("qemu", {})
+    flash = data.get("flash", {})
     return Target(
         name=str(data.get("name", name)),
         description=str(data.get("description", "")),
@@ -106,6 +108,7 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
         memory=memory,
         uart=uart,
         qemu_machine=qemu.get("machine"),
+        pyocd_target=str(flash["pyocd_target"]) if "pyocd_target" in flash else None,
         extra_sources=tuple(folder / s for s in data.get("sources", ())),
     )
 

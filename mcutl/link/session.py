@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mcutl.errors import McutlError
 from mcutl.link import protocol as proto
-from mcutl.link.client import Device, LinkTimeoutError
+from mcutl.link.client import DEFAULT_RETRIES, Device, LinkTimeoutError
 from mcutl.link.qemu import QemuResult, QemuSession
 from mcutl.link.transport import ProcessTransport, SerialTransport, Transport
 from mcutl.targets import Target
@@ -36,14 +36,17 @@ class Session:
 def handshake(device: Device, attempts: int = 10, timeout: float = 0.5) -> proto.Hello:
     """HELLO with short retries: bytes sent before the device enables its UART are lost.
 
-    A lone 0x00 first ends any partial frame left on the line, so the device resyncs.
+    A lone 0x00 first ends any partial frame left on the line, so the device resyncs;
+    every retransmission starts with one too. Frames before the HELLO answer (boot
+    noise, ERRORs for flushed garbage) are discarded. At least `attempts` attempts of
+    `timeout` seconds, more if the device is configured with more retries.
     """
-    for _ in range(attempts):
-        device.transport.write(b"\x00")
-        try:
-            return device.hello(timeout=timeout)
-        except LinkTimeoutError:
-            continue
+    attempts = max(attempts, device.retries + 1)
+    device.transport.write(b"\x00")
+    try:
+        return device.hello(timeout=timeout, retries=attempts - 1)
+    except LinkTimeoutError:
+        pass
     raise LinkTimeoutError(
         f"the device did not answer HELLO after {attempts} attempts of {timeout} s. "
         "Check that the firmware is flashed and running, the port and baud rate are right, "
@@ -82,7 +85,9 @@ def open_session(
             "--port DEV (a board)"
         )
     try:
-        device = Device(transport, timeout=timeout)
+        # the host build's pipe loses nothing: no retransmissions there
+        retries = 0 if host is not None else DEFAULT_RETRIES
+        device = Device(transport, timeout=timeout, retries=retries)
         hello = handshake(device)
         yield Session(device=device, hello=hello, qemu=q, host=host)
     finally:

@@ -156,6 +156,25 @@ def plot_plan(plan: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def classifier_head(graph: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The backbone's own classifier, dequantised, if it is a (num_classes, C) linear layer
+    at the graph output: a head that starts where the pre-trained model was."""
+    out = graph.outputs[0]
+    node = graph.producer(out)
+    if node is None or len(node.inputs) != 3:
+        return None
+    w, b = graph.tensors[node.inputs[1]], graph.tensors[node.inputs[2]]
+    x = graph.tensors[node.inputs[0]]
+    if (w.data is None or b.data is None or w.quant is None or x.quant is None
+            or len(w.shape) != 2 or w.shape[0] != num_classes):
+        return None
+    s_w = np.asarray(w.quant.scale, np.float32).reshape(-1, 1)
+    weight = (s_w * w.data.astype(np.float32)).astype(np.float32)
+    bias = (b.data.astype(np.float64) * float(x.quant.scale[0]) * s_w.reshape(-1)).astype(
+        np.float32)
+    return weight, bias
+
+
 def compile_training(
     model: Any,
     target_name: str,
@@ -168,6 +187,7 @@ def compile_training(
     cut: str | None = None,
     options: TrainOptions | None = None,
     source_name: str = "",
+    head_from_classifier: bool = False,
 ) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
     from mcutl.methods.repnet import RepNetSpec, build_repnet
     from mcutl.tflite.export import export_tflite
@@ -177,6 +197,13 @@ def compile_training(
     target = load_target(target_name)
     graph = load_and_quantize(model, calib, input_shape)
     tm = build_repnet(graph, num_classes, spec or RepNetSpec(), cut=cut)
+    if head_from_classifier:
+        head = classifier_head(graph, num_classes)
+        if head is None:
+            raise CompileError(
+                f"--head-from-classifier: the model has no {num_classes}-class linear "
+                "classifier at its output to start the head from")
+        tm.head_weight, tm.head_bias = head
     tfl = export_tflite(tm.backbone)
     h = model_hash(tfl, tm, options)
     gen = generate_training(tm, h, target.name, options)
