@@ -56,7 +56,10 @@ def test_echo_64k_random_bytes(build_root: Path) -> None:
         result = s.finish(0)
     assert bytes(received) == data
     assert result.exit_code == 0  # type: ignore[union-attr]
-    assert s.device.stats.bad_frames == 0 and s.device.stats.retries == 0
+    # a clean link: no damaged frame, no ECHO sent twice (the handshake's first HELLO
+    # may be lost while the USART is still disabled: that retry is expected)
+    assert s.device.stats.bad_frames == 0
+    assert proto.MsgType.ECHO not in s.device.stats.retries_by_type
 
 
 def test_corrupted_request_is_rejected_by_the_device(build_root: Path) -> None:
