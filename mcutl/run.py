@@ -66,17 +66,30 @@ def check_model(info: BuildInfo, hello: proto.Hello) -> None:
         )
 
 
-def infer_one(session: Session, sample: np.ndarray) -> tuple[bytes, int]:
-    """Send one int8 NHWC sample with RUN (chunked to max_payload); returns (output, ticks)."""
+def infer_one(session: Session, sample: np.ndarray, attempts: int = 4) -> tuple[bytes, int]:
+    """Send one int8 NHWC sample with RUN (chunked to max_payload); returns (output, ticks).
+
+    The chunk that completes the input runs the model, whose activations overwrite the
+    input in the arena: that chunk is not safe to resend alone. If its answer is lost,
+    the whole input is sent again (every chunk is idempotent until the last).
+    """
+    from mcutl.link.client import RepeatUnsafeError
+
     data = sample.tobytes()
     chunk = session.hello.max_payload - 4
-    resp = b""
-    for off in range(0, len(data), chunk):
-        resp = session.device.request(
-            proto.MsgType.RUN, struct.pack("<I", off) + data[off : off + chunk]
-        )
-    (ticks,) = struct.unpack_from("<I", resp)
-    return resp[4:], ticks
+    for attempt in range(attempts):
+        try:
+            resp = b""
+            for off in range(0, len(data), chunk):
+                resp = session.device.request(
+                    proto.MsgType.RUN, struct.pack("<I", off) + data[off : off + chunk]
+                )
+            (ticks,) = struct.unpack_from("<I", resp)
+            return resp[4:], ticks
+        except RepeatUnsafeError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def run_build(

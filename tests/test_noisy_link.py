@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 
 from mcutl.link import protocol as proto
-from mcutl.link.client import Device, DeviceFaultError, LinkStats, LinkTimeoutError
+from mcutl.link.client import (
+    Device,
+    DeviceFaultError,
+    LinkStats,
+    LinkTimeoutError,
+    RepeatUnsafeError,
+)
 from mcutl.link.fault_proxy import FaultProxy, Faults, _Mangler, open_noisy_session
 from mcutl.link.session import handshake
 from mcutl.link.transport import LinkClosedError, SerialTransport, Transport
@@ -332,10 +338,20 @@ def test_run_is_not_repeated_once_the_device_may_have_acted() -> None:
     assert d.stats.retries == 1 and _fake(d).runs == 1
     for script in (["lose"], ["corrupt"]):
         d = _dev(script)
-        with pytest.raises(LinkTimeoutError, match="Send the whole input again"):
+        with pytest.raises(RepeatUnsafeError, match="Send the whole input again"):
             d.request(proto.MsgType.RUN, run)
         assert d.stats.frames_out == 1 and _fake(d).runs == 1
         assert d.request(proto.MsgType.RUN, run)[:4] == struct.pack("<I", 2)
+    # resent after a framing ERROR, but the first copy was acted on too (the ERROR came
+    # from other garbage) and its answer was damaged: the second answer is not trusted
+    d = _dev(["corrupt"])
+    link = d.transport
+    assert isinstance(link, FakeLink)
+    link.dev.out += proto.encode_frame(proto.MsgType.ERROR, 0, proto.encode_error_payload(
+        proto.ErrorCode.BAD_COBS, 0, "flushed garbage"))
+    with pytest.raises(RepeatUnsafeError, match="acted on it twice"):
+        d.request(proto.MsgType.RUN, run)
+    assert _fake(d).runs == 2
 
 
 def test_fault_frame_raises() -> None:

@@ -38,8 +38,8 @@ Not idempotent:
   the backbone, whose activations may overwrite the input in the arena; a repeated
   completing chunk computes on a damaged input (a different output). RUN is in
   `Device.repeat_unsafe`: it is retransmitted only after a framing ERROR (the device
-  did not act on it); a lost or damaged answer raises LinkTimeoutError, and the caller
-  must send the whole input again.
+  did not act on it); a lost or damaged answer raises RepeatUnsafeError (a
+  LinkTimeoutError), and the caller must send the whole input again.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ __all__ = [
     "DeviceFaultError",
     "LinkStats",
     "LinkTimeoutError",
+    "RepeatUnsafeError",
 ]
 
 #: Retransmissions per request for serial links (QEMU, boards). The host build's pipe is
@@ -76,6 +77,11 @@ class LinkTimeoutError(McutlError):
     """No valid response within the timeout (after all retries)."""
 
 
+class RepeatUnsafeError(LinkTimeoutError):
+    """A request in Device.repeat_unsafe lost its answer: it cannot be retransmitted, as
+    the device may already have acted on it (RUN: send the whole input again)."""
+
+
 class DeviceFaultError(McutlError):
     """The device reported a fault exception and stopped."""
 
@@ -85,6 +91,10 @@ class DeviceFaultError(McutlError):
         super().__init__(f"device fault: {regs}")
 
 
+_REPEAT_UNSAFE_HINT = (
+    "(RUN: the chunk that completes the input runs the model, which may overwrite the "
+    "input in the arena.) Send the whole input again."
+)
 _FAULT_FIELDS = ("exc", "pc", "lr", "psr", "cfsr", "hfsr", "mmfar", "bfar", "sp")
 
 
@@ -248,6 +258,8 @@ class Device:
         last_framing: proto.DeviceError | None = None
         trouble = False
         unsafe = msg_type in self.repeat_unsafe
+        bad_before = self.stats.bad_frames
+        first_seq: int | None = None
         for attempt in range(retries + 1):
             if attempt:
                 self.stats.retries += 1
@@ -256,6 +268,7 @@ class Device:
                 self._flush_next = True
             seq = self._next_seq()
             seqs.add(seq)
+            first_seq = seq if first_seq is None else first_seq
             self._send(proto.encode_frame(msg_type, seq, payload))
             can_retry = attempt < retries
             resend = False  # give up on this attempt once the frames received are looked at
@@ -266,14 +279,12 @@ class Device:
                     if not resend:
                         self.stats.timeouts += 1
                         wait = min(wait * self.backoff, timeout * MAX_BACKOFF)
-                        if unsafe:
+                        if unsafe and can_retry:
                             self._flush_next = True
-                            raise LinkTimeoutError(
+                            raise RepeatUnsafeError(
                                 f"no valid answer to request type 0x{msg_type:02x} within "
                                 f"{timeout:.2f} s, and it must not be repeated once the "
-                                "device may have acted on it (RUN: the chunk that completes "
-                                "the input runs the model, which may overwrite the input). "
-                                "Send the whole input again."
+                                f"device may have acted on it. {_REPEAT_UNSAFE_HINT}"
                             )
                     elif not can_retry and last_framing is not None:
                         raise last_framing
@@ -315,6 +326,14 @@ class Device:
                         f"response type 0x{frame.type:02x} does not answer request "
                         f"type 0x{msg_type:02x}",
                         frame,
+                    )
+                if unsafe and frame.seq != first_seq and self.stats.bad_frames > bad_before:
+                    # an earlier copy may have been acted on too, its answer lost
+                    self._flush_next = True
+                    raise RepeatUnsafeError(
+                        f"request type 0x{msg_type:02x} was resent after a framing ERROR and "
+                        "a damaged frame arrived before the answer: the device may have "
+                        f"acted on it twice. {_REPEAT_UNSAFE_HINT}"
                     )
                 # a retransmission of this request may still be on its way: make the next
                 # request start with a 0x00 in case it arrives damaged and unterminated
