@@ -38,14 +38,12 @@ mcutl_f32_status_t mcutl_resize_nearest_grad_input_f32(const mcutl_f32_dims_t *i
                                                        const float *grad_output,
                                                        float *grad_input, int32_t accumulate)
 {
-    int32_t n, y, x, c;
-    const int32_t size = input_dims != 0 ? input_dims->n * input_dims->h * input_dims->w *
-                                               input_dims->c
-                                         : 0;
+    int32_t n, y, x, c, size;
     if (!dims_ok(input_dims) || grad_output == 0 || grad_input == 0 || out_h < 1 ||
         out_w < 1) {
         return MCUTL_F32_ARG_ERROR;
     }
+    size = input_dims->n * input_dims->h * input_dims->w * input_dims->c;
     if (!accumulate) {
         for (c = 0; c < size; c++) {
             grad_input[c] = 0.0f;
