@@ -230,18 +230,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
             data = (np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]))
     table = Table(title=f"verify {args.build}")
     for col in ("step", "label", "loss (device)", "loss (reference)", "rel err",
-                "max grad rel err", "digest"):
+                "max grad rel err", "int8 flips", "digest"):
         table.add_column(col)
     rep = verify(Path(args.build), steps=args.steps, data=data, qemu=args.qemu, port=args.port,
-                 baud=args.baud, batch=args.batch, seed=args.seed)
+                 baud=args.baud, batch=args.batch, seed=args.seed,
+                 flip_margin=args.flip_margin)
     for r in rep.steps:
         g = max(r.grad_rel_err.values()) if r.grad_rel_err else None
         table.add_row(str(r.step), str(r.label), f"{r.loss_device:.6f}",
                       f"{r.loss_reference:.6f}", f"{r.loss_rel_err:.1e}",
-                      "-" if g is None else f"{g:.1e}", f"{r.digest:08x}")
+                      "-" if g is None else f"{g:.1e}", str(r.int8_flips), f"{r.digest:08x}")
     console.print(table)
     console.print(f"max loss rel err {rep.max_loss_rel_err:.2e}, max gradient rel err "
-                  f"{rep.max_grad_rel_err:.2e}; device stats {rep.stats}")
+                  f"{rep.max_grad_rel_err:.2e}; int8 rounding flips at requantisation points "
+                  f"{rep.int8_flips} of {rep.int8_checked} values (ties, taken from the "
+                  f"device); device stats {rep.stats}", highlight=False)
     if not rep.passed:
         err_console.print(f"[red]MISMATCH[/] {rep.first_mismatch}", highlight=False)
         return 1
@@ -407,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
     v.add_argument("--data", help="npz: inputs (model layout) then labels")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--flip-margin", type=float, default=0.01,
+                   help="an int8 value that the device rounds differently from the reference "
+                        "is a tie if the reference's m/s is within this many quantisation "
+                        "steps of the rounding boundary (default 0.01)")
     v.set_defaults(func=cmd_verify)
 
     tr = sub.add_parser("train", help="stream a dataset to the device, which trains on it")

@@ -19,7 +19,7 @@ retransmits (up to `retries` extra attempts):
 Retransmitting is safe only for idempotent requests: the device may act on a request
 more than once (its answer was lost, or a late copy arrives). In protocol v1:
 
-- HELLO, ECHO, DIGEST, STATS, INFER, GET_PARAMS: read-only;
+- HELLO, ECHO, DIGEST, STATS, INFER, GET_PARAMS, PROBE: read-only;
 - SAMPLE (`i32 label | u32 offset | chunk`), SET_PARAMS (`u8 which | u32 offset |
   data`): write the same bytes to the same place again;
 - RESET: resets to the same initial state again (and forgets the last step_id);

@@ -88,6 +88,7 @@ class MsgType(IntEnum):
     STATS = 0x16
     RESET = 0x17
     RUN = 0x18
+    PROBE = 0x19
     FAULT = 0x7E  # unsolicited: the device's fault hook, seq 0xFFFF
     ERROR = 0x7F
 

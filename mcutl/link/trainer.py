@@ -1,5 +1,5 @@
 """Host side of the training messages: SAMPLE, STEP, INFER, GET/SET params, DIGEST, STATS,
-RESET (payload layouts: docs/protocol.md and the generated train.c)."""
+RESET, PROBE (payload layouts: docs/protocol.md and the generated train.c)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,26 @@ class TrainDevice:
 
     def reset(self) -> None:
         self.device.request(proto.MsgType.RESET)
+
+    def probe_crc(self, point: int) -> tuple[int, int]:
+        """(CRC-32, bytes) of probe point ``point``'s int8 tensor after a forward pass on
+        the current sample (the step's parameters, nothing updated)."""
+        crc, nbytes = struct.unpack("<II", self.device.request(
+            proto.MsgType.PROBE, struct.pack("<BIH", point, 0, 0))[:8])
+        return crc, nbytes
+
+    def probe(self, point: int) -> np.ndarray:
+        """The int8 values of probe point ``point`` (chunked; each chunk reruns the forward
+        pass, which is deterministic)."""
+        _, total = self.probe_crc(point)
+        out = bytearray()
+        n = self._max_chunk() - 8
+        while len(out) < total:
+            k = min(n, total - len(out))
+            resp = self.device.request(proto.MsgType.PROBE,
+                                       struct.pack("<BIH", point, len(out), k))
+            out += resp[8: 8 + k]
+        return np.frombuffer(bytes(out), dtype=np.int8).copy()
 
 
 def params_crc(values: np.ndarray) -> int:

@@ -74,10 +74,12 @@ def plan_step(prog: StepProgram) -> ArenaPlanner:
     return planner
 
 
-def _indexed(calls: list[KernelCall], start: int) -> list[dict[str, Any]]:
+def _indexed(calls: list[KernelCall], start: int,
+             probe_at: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    probe_at = probe_at or {}
     return [
         {"comment": c.comment, "func": c.func, "args": c.args, "assign": c.assign,
-         "index": start + i}
+         "index": start + i, "probe": probe_at.get(start + i)}
         for i, c in enumerate(calls)
     ]
 
@@ -105,7 +107,9 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "consts": ctx.consts,
         "structs": ctx.structs,
         "ptr_arrays": ctx.ptr_arrays,
-        "forward_calls": _indexed(ctx.calls[: prog.forward_end], 0),
+        "forward_calls": _indexed(ctx.calls[: prog.forward_end], 0,
+                                  {q.call: i for i, q in enumerate(ctx.probes)}),
+        "probes": [{"name": q.name, "ptr": q.symbol, "bytes": q.nbytes} for q in ctx.probes],
         "backward_calls": _indexed(ctx.calls[prog.forward_end:], prog.forward_end),
         "model_hash_bytes": [f"0x{b:02x}" for b in model_hash],
         "arena_bytes": planner.arena_size(),

@@ -30,6 +30,18 @@ class BufferUse:
 
 
 @dataclass
+class ProbePoint:
+    """An int8 tensor the step computes from float values (a requantisation): its
+    rounding can differ from a host reference's by one at a tie, so `verify` reads the
+    device's values here (PROBE) and counts such flips instead of failing on them."""
+
+    name: str  # the backbone tensor
+    call: int  # the forward stops after this call for PROBE
+    symbol: str  # its arena buffer
+    nbytes: int
+
+
+@dataclass
 class TrainContext(CContext):
     """A CContext whose activations are symbolic arena buffers with recorded lifetimes."""
 
@@ -39,6 +51,7 @@ class TrainContext(CContext):
     param_init: list[np.ndarray] = field(default_factory=list)
     section_marks: dict[str, int] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # view tensor -> tensor it shares
+    probes: list[ProbePoint] = field(default_factory=list)
 
     # ---- arena buffers ---------------------------------------------------
     def declare(self, kind: str, name: str, elems: int) -> str:
@@ -104,6 +117,10 @@ class TrainContext(CContext):
                 buf.last = max(buf.last, index)
         self.calls.append(KernelCall(comment, func, args, macs, node, assign))
 
+    def probe(self, name: str, symbol: str, nbytes: int) -> None:
+        """The last call wrote int8 tensor ``name`` from float values: a probe point."""
+        self.probes.append(ProbePoint(name, len(self.calls) - 1, symbol, nbytes))
+
     def mark(self, section: str) -> None:
         """Remember where a section of the step (forward, backward) starts."""
         self.section_marks[section] = len(self.calls)
@@ -126,6 +143,8 @@ class TrainContext(CContext):
             c.args = [sub(a) for a in c.args]
         for p in self.ptr_arrays:
             p.exprs = [sub(e) for e in p.exprs]
+        for q in self.probes:
+            q.symbol = sub(q.symbol)
 
 
 def symbol_kind(symbol: str) -> tuple[str, str]:

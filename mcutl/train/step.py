@@ -309,6 +309,7 @@ def build_step(tm: TrainableModel) -> StepProgram:
             ctx.call("mcutl_quantize_f32_s8",
                      [m_sym[out], str(n), f"{s!r}f", str(zp), ctx.act(out)],
                      f"connector {m.index}: requantise the sum for the backbone")
+            ctx.probe(out, ctx.act(out), n)
             for nxt in module_of_source.get(out, []):
                 saved[nxt.index] = _module_forward(ctx, nxt, m_sym[out])
     # head

@@ -1,12 +1,20 @@
 """`mcutl verify`: the device trains, the host checks it step by step.
 
 Per step: SAMPLE + STEP on the device (host build, QEMU or a board); the same sample
-through the PyTorch reference (`TorchReference`) with the same optimizer. Checked:
-- losses: device vs reference within `loss_rtol` (relative) at every step;
+through the PyTorch reference (`TorchReference`) with the same optimizer. The verdict
+depends on the math, not on the host CPU:
+- int8 values computed from floats (the requantisation points, e.g. Rep-Net's
+  connectors): before each STEP the device's values are read (PROBE: a CRC first, the
+  values only when it differs from the reference's) and the reference uses them as
+  given; every difference from its own rounding must be a rounding tie, and there may
+  be at most a bounded number of them (`flips.py`). Their count is reported;
+- losses: device vs reference within `loss_rtol` (relative, with an absolute floor
+  `loss_atol`) at every step;
 - gradients: at checkpoint steps the device's parameters are loaded into the
   reference (same parameters, same sample), the device accumulates gradients
   without updating, and every trainable tensor's gradient must match autograd
-  within `grad_rtol` (norm-wise relative error per tensor);
+  within `grad_rtol` (norm-wise relative error per tensor, with an absolute floor of
+  `grad_atol` RMS per element);
 - with `against` (another device run, e.g. the host build): losses bit-identical and
   parameter digests equal after every step.
 Mini-batches: gradients are summed over the `batch` samples before each update (the
@@ -17,6 +25,7 @@ tensor that differ are named; the result goes to verify.json.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +41,7 @@ from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
 from mcutl.methods.model import TrainableModel, restore
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
+from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
 
 
 class VerifyError(McutlError):
@@ -48,6 +58,8 @@ class StepRecord:
     loss_rel_err: float
     digest: int
     grad_rel_err: dict[str, float] = field(default_factory=dict)
+    int8_flips: int = 0  # requantised values where device and reference round differently
+    flip_max_distance: float = 0.0  # of a flipped value from its rounding boundary (steps)
 
 
 @dataclass
@@ -61,6 +73,8 @@ class VerifyReport:
     passed: bool
     stats: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    int8_flips: int = 0  # over all steps
+    int8_checked: int = 0  # requantised values compared, over all steps
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -79,10 +93,52 @@ def load_trainable(build: Path) -> tuple[BuildInfo, TrainableModel]:
     return info, restore(info.training["model"], backbone, params)
 
 
-def rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    num = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
-    den = max(float(np.linalg.norm(b.astype(np.float64))), 1e-12)
+def rel_err(a: np.ndarray, b: np.ndarray, floor: float = 1e-12) -> float:
+    """Norm-wise ``|a - b| / max(|b|, floor)``: relative, with an absolute floor (near
+    zero, float rounding is measured against ``floor``, not against a vanishing |b|)."""
+    a64 = np.asarray(a, np.float64)
+    b64 = np.asarray(b, np.float64)
+    num = float(np.linalg.norm(a64 - b64))
+    den = max(float(np.linalg.norm(b64)), floor, 1e-30)
     return num / den
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    name: str
+    nbytes: int
+
+
+def _probe_points(build: Path) -> list[ProbePoint]:
+    plan = json.loads((build / "plan.json").read_text())
+    return [ProbePoint(p["name"], int(p["bytes"])) for p in plan.get("probes", [])]
+
+
+def reference_loss(dev: TrainDevice, ref: Any, x: np.ndarray, label: int,
+                   points: list[ProbePoint], margin: float,
+                   max_fraction: float) -> tuple[torch.Tensor, list[FlipCheck]]:
+    """The reference's loss on the device's int8 values at every requantisation point.
+
+    Call after SAMPLE and before STEP (PROBE runs the forward pass with the parameters
+    the step will use). The device's CRC of each point is compared with the reference's
+    values; where they differ the values are read and forced, then the reference runs
+    again (later points depend on earlier ones)."""
+    crcs = [dev.probe_crc(k) for k in range(len(points))]
+    forced: dict[str, np.ndarray] = {}
+    while True:
+        loss = ref.loss(x, label, forced=forced)
+        trace = ref.trace
+        pending = [k for k, p in enumerate(points) if p.name not in forced
+                   and zlib.crc32(np.ascontiguousarray(trace.used[p.name]).tobytes())
+                   != crcs[k][0]]
+        if not pending:
+            break
+        k = pending[0]
+        forced[points[k].name] = dev.probe(k)
+    checks = [check_flips(p.name, trace.used[p.name], trace.own[p.name],
+                          trace.steps[p.name], margin=margin, max_fraction=max_fraction)
+              for p in points]
+    return loss, checks
 
 
 def random_samples(info: BuildInfo, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +160,19 @@ def verify(
     batch: int = 1,
     check_every: int = 5,
     loss_rtol: float = 1e-3,
+    loss_atol: float = 1e-5,
     grad_rtol: float = 1e-4,
+    grad_atol: float = 1e-6,
+    flip_margin: float = DEFAULT_MARGIN,
+    max_flip_fraction: float = DEFAULT_MAX_FRACTION,
     against: list[StepRecord] | None = None,
     seed: int = 0,
     progress: Callable[[StepRecord], None] | None = None,
+    rounding_jitter: float = 0.0,
 ) -> VerifyReport:
+    """Train ``steps`` samples on the device and check each against the reference.
+    ``rounding_jitter`` (tests only) moves the reference's own rounding input by up to
+    that many quantisation steps, as another machine's float arithmetic could."""
     from mcutl.verify.reference import TorchReference
 
     info, tm = load_trainable(build)
@@ -119,7 +183,9 @@ def verify(
         xq = prepare_inputs(info, x)[:steps]
         labels = np.asarray(labels)[:steps]
     opts = info.training["options"]
-    ref = TorchReference(tm)
+    ref = TorchReference(tm, rounding_jitter=rounding_jitter, seed=seed)
+    points = _probe_points(build)
+    loss_floor = loss_atol / loss_rtol
     params = [p for _, p in ref.named_trainable()]
     if opts["optimizer"] == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -138,6 +204,7 @@ def verify(
     records: list[StepRecord] = []
     first: str | None = None  # the first mismatch, named
     max_loss = max_grad = 0.0
+    flips_total = checked_total = 0
     with open_session(target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0) as s:
         check_model(info, s.hello)
         dev = TrainDevice(s.device)
@@ -161,20 +228,23 @@ def verify(
                 # same parameters: the device's, loaded into the reference
                 theta = dev.get_block(PARAMS, n_params)
                 _load(ref, layout, theta)
+                opt.zero_grad()
+                loss_ref, flips = reference_loss(dev, ref, xq[i], label, points, flip_margin,
+                                                 max_flip_fraction)
                 res = dev.step(update=False)
                 g_dev = dev.get_block(GRADS, n_params)
-                opt.zero_grad()
-                loss_ref = ref.loss(xq[i], label)
                 loss_ref.backward()
                 for name, off, cnt in layout:
                     gr = ref.param(name).grad
                     g_ref = np.zeros(cnt, np.float32) if gr is None else gr.detach().numpy()
-                    grad_errs[name] = rel_err(g_dev[off: off + cnt], g_ref.reshape(-1))
+                    grad_errs[name] = rel_err(g_dev[off: off + cnt], g_ref.reshape(-1),
+                                              grad_atol * np.sqrt(cnt) / grad_rtol)
                 if update:
                     dev.step(update_only=True)
             else:
+                loss_ref, flips = reference_loss(dev, ref, xq[i], label, points, flip_margin,
+                                                 max_flip_fraction)
                 res = dev.step(update=update)
-                loss_ref = ref.loss(xq[i], label)
                 loss_ref.backward()
             if update:
                 opt.step()
@@ -182,10 +252,17 @@ def verify(
             lr_val = float(loss_ref.detach())
             rec = StepRecord(
                 step=i, label=label, loss_device=res.loss, loss_device_bits=res.loss_bits,
-                loss_reference=lr_val, loss_rel_err=abs(res.loss - lr_val) / max(abs(lr_val),
-                                                                                 1e-12),
+                loss_reference=lr_val,
+                loss_rel_err=abs(res.loss - lr_val) / max(abs(lr_val), loss_floor),
                 digest=dev.digest().crc32, grad_rel_err=grad_errs,
+                int8_flips=sum(f.flips for f in flips),
+                flip_max_distance=max((f.max_distance for f in flips), default=0.0),
             )
+            flips_total += rec.int8_flips
+            checked_total += sum(f.size for f in flips)
+            flip_problem = next((f.problem for f in flips if f.problem), None)
+            if first is None and flip_problem is not None:
+                first = f"step {i}: {flip_problem}"
             records.append(rec)
             max_loss = max(max_loss, rec.loss_rel_err)
             if grad_errs:
@@ -203,7 +280,7 @@ def verify(
         if qemu or target.is_host:
             s.finish(0)
     report = VerifyReport(str(build), link, records, max_loss, max_grad, first, first is None,
-                          stats, retries)
+                          stats, retries, flips_total, checked_total)
     (build / "verify.json").write_text(report.to_json())
     return report
 
@@ -226,6 +303,8 @@ def _first_problem(rec: StepRecord, loss_rtol: float, grad_rtol: float,
     if rec.loss_rel_err > loss_rtol:
         return (f"step {rec.step}: loss {rec.loss_device!r} vs reference "
                 f"{rec.loss_reference!r} (relative error {rec.loss_rel_err:.2e} > {loss_rtol})")
+    if not np.isfinite(rec.loss_reference):
+        return f"step {rec.step}: the reference's loss is {rec.loss_reference}"
     for name, err in rec.grad_rel_err.items():
         if err > grad_rtol:
             return (f"step {rec.step}: gradient of {name} differs from autograd by "

@@ -8,6 +8,12 @@ Forward (batch 1, int8 NHWC input):
   ``q' = clamp(round_half_away(float32(m_i / s)) + z, -128, 127)``; module i + 1 reads m_i;
 - the head reads the dequantised features: ``logits = features @ W.T + b``.
 
+Requantisation points (connectors) are where a float difference between two machines
+can move a value across a rounding boundary: ``forward(x, forced=...)`` takes the
+device's int8 values there as given (read with PROBE) and records the reference's own
+rounding beside them (``Trace.own``, ``Trace.steps``) so that `verify` can count and
+bound the flips instead of drifting after one.
+
 Backward (torch autograd with a straight-through rule through the frozen backbone):
 every frozen node on a path from connector 0 to the features is shadowed by its op's
 ``torch_forward_f32`` (float op on dequantised constants, no fused activation) whose
@@ -118,6 +124,9 @@ class Trace:
     int8: dict[str, np.ndarray] = field(default_factory=dict)  # as the backbone used them
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # connector outputs before add
     m: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> m_i (float32)
+    own: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> own rounding
+    steps: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> m_i/s + zp
+    used: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> int8 used
     p: dict[int, np.ndarray] = field(default_factory=dict)  # module index -> output
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # grad-path nodes
     features: np.ndarray | None = None
@@ -128,9 +137,14 @@ class TorchReference(nn.Module):
     """A TrainableModel as a torch module: int8 backbone, float side network and head,
     straight-through backward. Parameters are torch copies of ``model.parameters()``."""
 
-    def __init__(self, model: TrainableModel) -> None:
+    def __init__(self, model: TrainableModel, rounding_jitter: float = 0.0,
+                 seed: int = 0) -> None:
         super().__init__()
         self.model = model
+        # Tests only: the reference's own rounding sees m_i/s moved by up to this many
+        # quantisation steps, as another machine's float arithmetic could move it.
+        self.rounding_jitter = float(rounding_jitter)
+        self._jitter_rng = np.random.default_rng(seed)
         named = model.parameters()
         self._names = [n for n, _ in named]
         self.params = nn.ParameterList(
@@ -170,8 +184,13 @@ class TorchReference(nn.Module):
             x = side_layer_forward(layer, x, p)
         return x.permute(0, 2, 3, 1)
 
-    def forward(self, x_q: np.ndarray) -> torch.Tensor:
-        """Logits (1, num_classes) float32 for one int8 NHWC input (1, H, W, C)."""
+    def forward(self, x_q: np.ndarray,
+                forced: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+        """Logits (1, num_classes) float32 for one int8 NHWC input (1, H, W, C).
+
+        ``forced``: connector tensor -> int8 values to use there instead of the
+        reference's own rounding of the sum (the device's, read with PROBE)."""
+        forced = forced or {}
         g = self.model.backbone
         x_q = np.asarray(x_q)
         if x_q.shape != g.tensors[g.inputs[0]].shape and x_q.shape == \
@@ -204,7 +223,18 @@ class TorchReference(nn.Module):
                 p = self.module_forward(i, source[self.model.modules[i].source])
                 m = value_of(name) if name in real else torch.from_numpy(dequantize(q, s, zp))
                 m = m + p
-                q_new = quantize(m.detach().numpy(), s, zp)
+                m_np = m.detach().numpy()
+                if self.rounding_jitter:
+                    u = self._jitter_rng.uniform(-1.0, 1.0, m_np.shape) * self.rounding_jitter
+                    m_np = (m_np + np.float32(s) * u.astype(np.float32)).astype(np.float32)
+                q_own = quantize(m_np, s, zp)
+                q_new = q_own
+                if name in forced:
+                    q_new = np.asarray(forced[name], np.int8).reshape(q_own.shape)
+                trace.own[name] = q_own
+                trace.used[name] = q_new
+                trace.steps[name] = ((np.asarray(m_np, np.float32) / np.float32(s))
+                                     .astype(np.float64) + zp)
                 trace.raw[name] = q
                 trace.p[i] = p.detach().numpy().copy()
                 trace.m[name] = m.detach().numpy().copy()
@@ -226,9 +256,10 @@ class TorchReference(nn.Module):
         self.trace = trace
         return logits
 
-    def loss(self, x_q: np.ndarray, label: int, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Softmax cross-entropy of one sample."""
-        logits = self.forward(x_q)
+    def loss(self, x_q: np.ndarray, label: int, label_smoothing: float = 0.0,
+             forced: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+        """Softmax cross-entropy of one sample (``forced``: see ``forward``)."""
+        logits = self.forward(x_q, forced)
         return F.cross_entropy(logits, torch.tensor([int(label)]),
                                label_smoothing=label_smoothing)
 

@@ -60,6 +60,7 @@ extern "C" {
 #define MCUTL_MSG_STATS 0x16u
 #define MCUTL_MSG_RESET 0x17u
 #define MCUTL_MSG_RUN 0x18u
+#define MCUTL_MSG_PROBE 0x19u
 /* Response type = request type | MCUTL_MSG_RESPONSE_BIT. */
 #define MCUTL_MSG_RESPONSE_BIT 0x80u
 /* Error response (payload: u8 code | u8 request_type | utf-8 reason). */
