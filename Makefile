@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean golden
 
 setup:
 	@bash scripts/setup.sh
@@ -20,3 +20,7 @@ lint: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+# Rewrite the golden copies of the generated C (tests/golden/) after a meant change.
+golden: setup
+	$(VENV)/bin/python -m tests.golden.regen
