@@ -84,7 +84,7 @@ class CContext:
     calls: list[KernelCall] = field(default_factory=list)
     ptr_arrays: list[PtrArray] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
-    _dims_cache: dict[tuple[int, ...], str] = field(default_factory=dict)
+    _dims_cache: dict[tuple[int | str, ...], str] = field(default_factory=dict)
     _const_cache: dict[tuple[str, tuple[int, ...], bytes], str] = field(default_factory=dict)
 
     def unique(self, base: str) -> str:
@@ -127,6 +127,18 @@ class CContext:
             self.structs.append(Struct(name, "mcutl_dims_t", fields))
             self._dims_cache[s4] = name
         return "&" + self._dims_cache[s4]
+
+    def f32_dims(self, shape: tuple[int, ...]) -> str:
+        """A `static const mcutl_f32_dims_t` for a float shape (padded to 4-D NHWC);
+        returns `&name`."""
+        s4 = (1,) * (4 - len(shape)) + tuple(int(v) for v in shape)
+        key = ("f32dims", *s4)  # the shared cache: the prefix keeps the two types apart
+        if key not in self._dims_cache:
+            name = self.unique("f32dims_" + "x".join(map(str, s4)))
+            fields = list(zip(("n", "h", "w", "c"), map(str, s4), strict=True))
+            self.structs.append(Struct(name, "mcutl_f32_dims_t", fields))
+            self._dims_cache[key] = name
+        return "&" + self._dims_cache[key]
 
     def params(self, base: str, ctype: str, fields: dict[str, object]) -> str:
         """A `static const` params struct; values are C expressions or numbers. Returns `&name`."""

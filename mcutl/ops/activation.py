@@ -84,7 +84,7 @@ class _Activation(OpDef):
         return clamp_mask(out_q, self.name, p.act_min, p.act_max)
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, struct_fields
+        from mcutl.ops._lowering import describe, struct_fields
 
         y = graph.tensors[node.outputs[0]]
         p = self.int8_kernel(node, graph)

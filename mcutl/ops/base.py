@@ -196,7 +196,7 @@ class OpDef:
     def lower_c_mask(self, node: Node, graph: Graph, ctx: Any) -> str | None:
         """Emit the 1-bit mask of this node's activation (from its int8 output) that its
         backward needs; returns the mask buffer, or None when there is no activation."""
-        from mcutl.train.step import act_mask_call
+        from mcutl.ops._lowering import act_mask_call
 
         return act_mask_call(ctx, node, graph, self.activation_of(node))
 

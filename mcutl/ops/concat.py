@@ -73,7 +73,7 @@ class Concat(OpDef):
                fused_activation="NONE")
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe
+        from mcutl.ops._lowering import describe
 
         axis = int(node.attrs["axis"])
         y = graph.tensors[node.outputs[0]]

@@ -197,7 +197,7 @@ class Conv2d(OpDef):
         return nhwc(y)
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, struct_fields
+        from mcutl.ops._lowering import describe, struct_fields
 
         x, w, b = (graph.tensors[n] for n in node.inputs)
         y = graph.tensors[node.outputs[0]]
@@ -221,8 +221,7 @@ class Conv2d(OpDef):
                  macs=y.size * kh * kw * cg, node=node.name)
 
     def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
-        from mcutl.codegen.int8_lowering import weight_scales
-        from mcutl.train.step import conv_f32_params, f32_dims
+        from mcutl.ops._lowering import conv_f32_params, weight_scales
 
         x_name, w_name, _ = node.inputs
         target = grads.write(x_name)
@@ -244,7 +243,7 @@ class Conv2d(OpDef):
         weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8))
         scales = ctx.const_array(f"{base}_wscale", weight_scales(w))
         p = conv_f32_params(ctx, base, (sh, sw), (top, left), groups)
-        ctx.call(func, [p, f32_dims(ctx, y.shape), g_out, f32_dims(ctx, wdata.shape), weights,
-                        scales, f32_dims(ctx, x.shape), *target],
+        ctx.call(func, [p, ctx.f32_dims(y.shape), g_out, ctx.f32_dims(wdata.shape), weights,
+                        scales, ctx.f32_dims(x.shape), *target],
                  f"{node.name}: input gradient through the frozen int8 weights",
                  macs=y.size * w.shape[1] * w.shape[2] * w.shape[3])

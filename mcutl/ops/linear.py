@@ -101,7 +101,7 @@ class Linear(OpDef):
         return x @ w.T + b
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, struct_fields
+        from mcutl.ops._lowering import describe, struct_fields
 
         w, b = (graph.tensors[n] for n in node.inputs[1:])
         assert w.data is not None and b.data is not None
@@ -118,7 +118,7 @@ class Linear(OpDef):
                  describe(node, graph), macs=in_f * out_f, node=node.name)
 
     def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
-        from mcutl.codegen.int8_lowering import weight_scales
+        from mcutl.ops._lowering import weight_scales
 
         x_name, w_name, _ = node.inputs
         target = grads.write(x_name)

@@ -86,7 +86,7 @@ class _Pool2d(OpDef):
         return [fn(self.int8_kernel(node, graph), x, (int(hw[0]), int(hw[1])))]
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe, struct_fields
+        from mcutl.ops._lowering import describe, struct_fields
 
         x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
         kh, kw = attr_pair(node, "kernel")
@@ -99,7 +99,6 @@ class _Pool2d(OpDef):
                  describe(node, graph, f"{kh}x{kw}/{sh}"), node=node.name)
 
     def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
-        from mcutl.train.step import f32_dims
 
         kh, kw = attr_pair(node, "kernel")
         if self.name != "avgpool2d" or attr_pair(node, "stride") != (kh, kw) or any(
@@ -112,7 +111,7 @@ class _Pool2d(OpDef):
             return
         x = graph.tensors[node.inputs[0]]
         ctx.call("mcutl_avg_pool_grad_input_f32",
-                 [f32_dims(ctx, x.shape), str(kh), str(kw), g_out, *target],
+                 [ctx.f32_dims(x.shape), str(kh), str(kw), g_out, *target],
                  f"{node.name}: average pool backward")
 
 
@@ -207,7 +206,7 @@ class GlobalAvgPool(OpDef):
                fused_activation="NONE")
 
     def lower_c(self, node: Node, graph: Graph, ctx: Any) -> None:
-        from mcutl.codegen.int8_lowering import describe
+        from mcutl.ops._lowering import describe
 
         x = graph.tensors[node.inputs[0]]
         ctx.call("mcutl_global_avg_pool_s8",
@@ -216,12 +215,12 @@ class GlobalAvgPool(OpDef):
                  describe(node, graph), node=node.name)
 
     def lower_c_backward(self, node: Node, graph: Graph, ctx: Any, grads: Any) -> None:
-        from mcutl.train.step import f32_dims
 
         target = grads.write(node.inputs[0])
         g_out = grads.out(node.outputs[0])
         if target is None or g_out is None:
             return
         x = graph.tensors[node.inputs[0]]
-        ctx.call("mcutl_global_avg_pool_grad_input_f32", [f32_dims(ctx, x.shape), g_out, *target],
+        ctx.call("mcutl_global_avg_pool_grad_input_f32",
+                 [ctx.f32_dims(x.shape), g_out, *target],
                  f"{node.name}: global average pool backward")

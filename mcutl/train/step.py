@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcutl.codegen.int8_lowering import qparams
-from mcutl.ir.graph import Graph, Node
+from mcutl.ir.graph import Graph
 from mcutl.methods.model import SideLayer, SideModule, TrainableModel
 from mcutl.methods.repnet import as_pair
+from mcutl.ops._lowering import conv_f32_params, qparams
 from mcutl.ops.base import get_op
-from mcutl.quant import fixedpoint as fp
 from mcutl.train.context import TrainContext
 
 
@@ -82,29 +81,6 @@ class GradState:
         self.written.add(in_tensor)
 
 
-def f32_dims(ctx: TrainContext, shape: tuple[int, ...]) -> str:
-    s4 = (1,) * (4 - len(shape)) + tuple(int(v) for v in shape)
-    name = "f32dims_" + "x".join(map(str, s4))
-    key = ("f32dims", s4)
-    cache = ctx._dims_cache  # shared cache keyed by tuple: prefix keeps types apart
-    if key not in cache:  # type: ignore[comparison-overlap]
-        unique = ctx.unique(name)
-        from mcutl.codegen.context import Struct
-
-        ctx.structs.append(Struct(unique, "mcutl_f32_dims_t",
-                                  list(zip(("n", "h", "w", "c"), map(str, s4), strict=True))))
-        cache[key] = unique  # type: ignore[index]
-    return "&" + cache[key]  # type: ignore[index]
-
-
-def conv_f32_params(ctx: TrainContext, base: str, stride: tuple[int, int],
-                    pad: tuple[int, int], groups: int) -> str:
-    return ctx.params(f"{base}_f32params", "mcutl_f32_conv_params_t", {
-        "stride_h": stride[0], "stride_w": stride[1], "dilation_h": 1, "dilation_w": 1,
-        "pad_top": pad[0], "pad_left": pad[1], "groups": groups,
-    })
-
-
 # ---------------------------------------------------------------------------- side layers
 
 def _layer_forward(ctx: TrainContext, layer: SideLayer, src: str) -> str:
@@ -112,7 +88,7 @@ def _layer_forward(ctx: TrainContext, layer: SideLayer, src: str) -> str:
     n_in = int(np.prod(layer.in_shape))
     n_out = int(np.prod(layer.out_shape))
     out = ctx.f32(f"{layer.name}_out", n_out)
-    din = f32_dims(ctx, layer.in_shape)
+    din = ctx.f32_dims(layer.in_shape)
     a = layer.attrs
     if layer.kind == "avgpool":
         kh, kw = as_pair(a["k"])
@@ -124,8 +100,8 @@ def _layer_forward(ctx: TrainContext, layer: SideLayer, src: str) -> str:
         p = conv_f32_params(ctx, layer.name, as_pair(a.get("stride", 1)),
                             as_pair(a.get("pad", (kh // 2, kw // 2))), groups)
         ctx.call("mcutl_conv2d_f32",
-                 [p, din, src, f32_dims(ctx, layer.params["weight"].shape), w, "NULL",
-                  f32_dims(ctx, layer.out_shape), out],
+                 [p, din, src, ctx.f32_dims(layer.params["weight"].shape), w, "NULL",
+                  ctx.f32_dims(layer.out_shape), out],
                  f"{layer.name}: conv {kh}x{kw} groups {groups}",
                  macs=n_out * kh * kw * layer.in_shape[-1] // groups)
     elif layer.kind == "groupnorm":
@@ -158,8 +134,8 @@ def _layer_backward(ctx: TrainContext, layer: SideLayer, src: str, g_out: str,
     """Emit one side layer's backward. src: its forward input buffer; g_in: (buffer,
     accumulate) for the input gradient, or None when no input gradient is needed."""
     n_in = int(np.prod(layer.in_shape))
-    din = f32_dims(ctx, layer.in_shape)
-    dout = f32_dims(ctx, layer.out_shape)
+    din = ctx.f32_dims(layer.in_shape)
+    dout = ctx.f32_dims(layer.out_shape)
     a = layer.attrs
     if layer.kind == "avgpool":
         if g_in:
@@ -171,7 +147,7 @@ def _layer_backward(ctx: TrainContext, layer: SideLayer, src: str, g_out: str,
         w, gw = ctx.param(f"{layer.name}.weight", layer.params["weight"])
         p = conv_f32_params(ctx, layer.name, as_pair(a.get("stride", 1)),
                             as_pair(a.get("pad", (kh // 2, kw // 2))), groups)
-        wd = f32_dims(ctx, layer.params["weight"].shape)
+        wd = ctx.f32_dims(layer.params["weight"].shape)
         ctx.call("mcutl_conv2d_grad_weight_f32", [p, din, src, dout, g_out, wd, gw],
                  f"{layer.name}: conv weight gradient (accumulates)")
         if g_in:
@@ -365,18 +341,3 @@ def build_step(tm: TrainableModel) -> StepProgram:
         get_op(node.op, node).lower_c_backward(node, g, ctx, grads)
     return StepProgram(ctx=ctx, input_sym=ctx.act(x_name), logits_sym=logits,
                        forward_end=forward_end, loss_call=loss_call)
-
-
-def act_mask_call(ctx: TrainContext, node: Node, graph: Graph, act: str) -> str | None:
-    """Shared by ops' lower_c_mask: a 1-bit mask of where the fused activation passes."""
-    if act == "none":
-        return None
-    out = node.outputs[0]
-    t = graph.tensors[out]
-    s, zp = qparams(t)
-    lo, hi = fp.activation_range(act.upper(), s, zp)
-    sym = ctx.mask(f"mask_{node.name}", t.size)
-    mode = "MCUTL_ACT_MASK_RELU6" if act == "relu6" else "MCUTL_ACT_MASK_RELU"
-    ctx.call("mcutl_act_mask_from_s8", [ctx.act(out), str(t.size), str(lo), str(hi), mode, sym],
-             f"mask of {node.name}'s {act} for backward")
-    return sym
