@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from mcutl import __version__
 from mcutl.errors import McutlError
+from mcutl.methods import METHODS, Method
 from mcutl.targets import list_targets, load_target
 
 console = Console()
@@ -185,34 +188,51 @@ def cmd_compile(args: argparse.Namespace) -> int:
             info, _, _ = compile_backbone(args.model, args.target, out, calib=calib,
                                           input_shape=shape, source_name=str(args.model))
         console.print((out / "report.md").read_text(), markup=False, highlight=False)
-    elif args.method == "repnet":
-        from mcutl.methods.repnet import RepNetSpec
+    else:
+        from mcutl.methods import get_method
         from mcutl.train.build import compile_training
         from mcutl.train.codegen import TrainOptions
 
+        method = get_method(args.method)
         if not args.num_classes:
-            raise McutlError("--method repnet needs --num-classes N (classes of the new task)")
-        spec = RepNetSpec(width=args.width, kernel=args.kernel, groups=args.groups,
-                          stages=args.stages.split(",") if args.stages else None, norm=args.norm)
+            raise McutlError(f"--method {method.name} needs --num-classes N (classes of the "
+                             "new task)")
+        spec = method.make_spec({f.name: getattr(args, f"m_{f.name}", None)
+                                 for f in method.options()})
         options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum)
-        with console.status(f"compiling {args.model} with Rep-Net for {args.target}"):
+        with console.status(f"compiling {args.model} with {method.name} for {args.target}"):
             info, tm, gen, _ = compile_training(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
-                input_shape=shape, spec=spec, cut=args.cut, options=options,
-                source_name=str(args.model))
+                input_shape=shape, spec=spec, method=method.name, cut=args.cut,
+                options=options, source_name=str(args.model))
         plan = json.loads((out / "plan.json").read_text())
         console.print(
-            f"Rep-Net: {len(tm.connectors)} connectors ({', '.join(tm.connectors)}), "
-            f"{gen.param_count} trainable parameters\n"
+            f"{method.summary(tm)}\n"
             f"arena {plan['peak_bytes']} B (lower bound {plan['lower_bound_bytes']} B), "
             f"static {plan['static_bytes']} B, stack {plan['stack_bytes']} B, "
             f"SRAM {plan['sram_bytes']} B; plan in {out / 'plan.json'} and plan.png",
             highlight=False)
-    else:
-        raise McutlError(f"--method {args.method}: known methods are repnet (or omit it for "
-                         "inference of the frozen backbone)")
     console.print(f"[green]built[/] {', '.join(str(out / p) for p in info.firmware.values())}")
     return 0
+
+
+def _list_of_str(text: str) -> list[str]:
+    return [v for v in text.split(",") if v]
+
+
+def add_method_options(parser: argparse.ArgumentParser, method: Method) -> None:
+    """The method's spec fields as options of `compile` (dest ``m_<field>``)."""
+    group = parser.add_argument_group(f"--method {method.name} options ({method.title})")
+    for f in method.options():
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = type(default) if default is not None else str
+        conv: Any = _list_of_str if "list" in str(f.type) else kind
+        extra: dict[str, Any] = {}
+        if "choices" in f.metadata:
+            extra["choices"] = list(f.metadata["choices"])
+        text = f"{f.metadata.get('help', '')} (default: {default})"
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"m_{f.name}", type=conv,
+                           metavar=f.name.upper(), default=None, help=text, **extra)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -345,7 +365,17 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _method_in(argv: list[str]) -> str | None:
+    """The value of --method in argv (its options are added to `compile`)."""
+    for k, a in enumerate(argv):
+        if a == "--method" and k + 1 < len(argv):
+            return argv[k + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mcutl",
         description="Compile a frozen int8 backbone + Rep-Net side network into MCU firmware "
@@ -375,14 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True)
     c.add_argument("--calib", help="npz whose first array is a calibration batch (float models)")
     c.add_argument("--input-shape", help="input shape incl. batch, e.g. 1,1,28,28 (if needed)")
-    c.add_argument("--method", help="on-device training method: repnet (omit: inference only)")
+    c.add_argument("--method", help="on-device training method (omit: inference only): "
+                   + "; ".join(f"{m.name}: {m.title}" for m in METHODS.values())
+                   + ". `mcutl compile --method NAME --help` lists its options")
     c.add_argument("--num-classes", type=int, help="classes of the new task (training)")
     c.add_argument("--cut", help="node/tensor where the feature extractor ends")
-    c.add_argument("--stages", help="comma-separated connector tensors (default: automatic)")
-    c.add_argument("--width", type=float, default=0.5, help="Rep-Net width (default 0.5)")
-    c.add_argument("--kernel", type=int, default=3, help="Rep-Net conv kernel (default 3)")
-    c.add_argument("--groups", type=int, default=2, help="Rep-Net conv groups (default 2)")
-    c.add_argument("--norm", default="groupnorm", choices=["groupnorm", "scale_shift"])
+    if method is not None and method in METHODS:
+        add_method_options(c, METHODS[method])
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     c.add_argument("--lr", type=float, default=0.03)
     c.add_argument("--momentum", type=float, default=0.9)
@@ -447,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_method_in(argv)).parse_args(argv)
     func: Handler = args.func
     try:
         return func(args)

@@ -15,23 +15,26 @@ from examples.backbones import TinyIMU1D, TinyMBV2, randomize_batchnorm_stats, s
 from mcutl.compile import load_and_quantize
 from mcutl.errors import McutlError
 from mcutl.ir.graph import Graph, Node, QuantParams, Tensor
-from mcutl.methods.model import SideLayer, TrainableModel
+from mcutl.ir.trainable import TNode, TrainableModel
+from mcutl.methods.common import MethodError
 from mcutl.methods.repnet import (
     ClassifierNotFoundError,
     ConnectorError,
-    RepNetError,
     RepNetSpec,
-    as_pair,
     boundaries,
     build_repnet,
+    connectors_of,
     cut_classifier,
     find_connectors,
     group_norm_groups,
+    module_of,
 )
 from mcutl.ops import get_op
+from mcutl.ops.f32.base import pair as as_pair
+from mcutl.ops.f32.layers import nearest_indices
 from mcutl.quant import fixedpoint as fp
 from mcutl.quant.int8_exec import run_int8
-from mcutl.verify.reference import TorchReference, dequantize, nearest_indices
+from mcutl.verify.reference import TorchReference, dequantize
 
 MODELS = {"mbv2": (TinyMBV2, (1, 1, 28, 28)), "imu1d": (TinyIMU1D, (1, 6, 100))}
 
@@ -110,14 +113,14 @@ def _small_model(g: Graph, **kw: object) -> TrainableModel:
 
 def test_connectors_of_the_examples(examples: dict[str, Graph]) -> None:
     mb = build_repnet(examples["mbv2"], 10)
-    shapes = [mb.backbone.tensors[c].shape for c in mb.connectors]
+    shapes = [mb.backbone.tensors[c].shape for c in connectors_of(mb)]
     assert shapes == [(1, 7, 7, 24), (1, 4, 4, 32)]  # stage outputs, none at 14x14
     imu = build_repnet(examples["imu1d"], 4)
-    assert [imu.backbone.tensors[c].shape for c in imu.connectors] == [(1, 1, 25, 32)]
+    assert [imu.backbone.tensors[c].shape for c in connectors_of(imu)] == [(1, 1, 25, 32)]
     for tm in (mb, imu):
-        assert tm.connectors == find_connectors(tm.backbone)
-        assert set(tm.connectors) <= set(boundaries(tm.backbone))
-        assert tm.backbone.outputs != tm.connectors[-1:]
+        assert connectors_of(tm) == find_connectors(tm.backbone)
+        assert set(connectors_of(tm)) <= set(boundaries(tm.backbone))
+        assert tm.backbone.outputs != connectors_of(tm)[-1:]
 
 
 def test_cut_classifier(examples: dict[str, Graph]) -> None:
@@ -139,41 +142,43 @@ def test_cut_classifier(examples: dict[str, Graph]) -> None:
     assert [n.name for n in again.nodes] == [n.name for n in cut.nodes]
     with pytest.raises(ClassifierNotFoundError, match="--cut"):
         cut_classifier(cut)
-    with pytest.raises(RepNetError, match="Did you mean"):
+    with pytest.raises(MethodError, match="Did you mean"):
         cut_classifier(g, cut="head.O")
-    with pytest.raises(RepNetError, match="graph input"):
+    with pytest.raises(MethodError, match="graph input"):
         cut_classifier(g, cut=g.inputs[0])
     assert issubclass(ClassifierNotFoundError, McutlError)
 
 
 def test_modules_shapes_and_parameter_counts(examples: dict[str, Graph]) -> None:
     tm = build_repnet(examples["mbv2"], 10)
-    m0, m1 = tm.modules
-    assert (m0.source, m0.target) == ("x", tm.connectors[0])
-    assert (m1.source, m1.target) == (tm.connectors[0], tm.connectors[1])
-    assert [(layer.name, layer.out_shape) for layer in m0.layers] == [
+    i0, i1 = tm.info["modules"]
+    assert (i0["source"], i0["target"]) == ("x", connectors_of(tm)[0])
+    assert (i1["source"], i1["target"]) == (connectors_of(tm)[0], connectors_of(tm)[1])
+    m0, m1 = module_of(tm, 0), module_of(tm, 1)
+    assert [(n.name, tm.shapes[n.output]) for n in m0] == [
         ("m0_avgpool0", (1, 7, 7, 1)), ("m0_conv1", (1, 7, 7, 8)),
         ("m0_groupnorm2", (1, 7, 7, 8)), ("m0_relu3", (1, 7, 7, 8)),
         ("m0_conv4", (1, 7, 7, 24)), ("m0_groupnorm5", (1, 7, 7, 24))]
-    assert [(layer.name, layer.out_shape) for layer in m1.layers] == [
+    assert [(n.name, tm.shapes[n.output]) for n in m1] == [
         ("m1_avgpool0", (1, 3, 3, 24)), ("m1_conv1", (1, 3, 3, 16)),
         ("m1_groupnorm2", (1, 3, 3, 16)), ("m1_relu3", (1, 3, 3, 16)),
         ("m1_conv4", (1, 3, 3, 32)), ("m1_groupnorm5", (1, 3, 3, 32)),
         ("m1_resize6", (1, 4, 4, 32))]
-    assert m0.layers[1].attrs["groups"] == 1 and m1.layers[1].attrs["groups"] == 2
-    assert m1.layers[1].params["weight"].shape == (16, 3, 3, 12)
-    assert m1.layers[2].attrs == {"groups": 2, "eps": 1e-5}
-    assert m1.layers[5].attrs["groups"] == 4
+    assert m0[1].attrs["groups"] == 1 and m1[1].attrs["groups"] == 2
+    assert m1[1].params["weight"].shape == (16, 3, 3, 12)
+    assert m1[2].attrs == {"groups": 2, "eps": 1e-5}
+    assert m1[5].attrs["groups"] == 4
     assert tm.parameter_count() == 328 + 2336 + 650
-    assert tm.head_weight.shape == (10, 64) and tm.head_bias.shape == (10,)
+    head = tm.node("head").params
+    assert head["weight"].shape == (10, 64) and head["bias"].shape == (10,)
     # the last norm's gamma is 0, every other gamma 1, betas 0
-    for m in tm.modules:
-        norms = [layer for layer in m.layers if layer.kind == "groupnorm"]
+    for m in (m0, m1):
+        norms = [n for n in m if n.op == "groupnorm"]
         assert np.all(norms[0].params["gamma"] == 1) and np.all(norms[-1].params["gamma"] == 0)
         assert all(np.all(n.params["beta"] == 0) for n in norms)
     imu = build_repnet(examples["imu1d"], 4)
-    layers = imu.modules[0].layers
-    assert layers[0].attrs["k"] == (1, 4) and layers[0].out_shape == (1, 1, 25, 6)
+    layers = module_of(imu, 0)
+    assert layers[0].attrs["k"] == (1, 4) and imu.shapes[layers[0].output] == (1, 1, 25, 6)
     assert layers[1].attrs["k"] == (1, 3) and layers[1].attrs["pad"] == (0, 1)
     assert layers[1].params["weight"].shape == (8, 1, 3, 6)
     assert imu.parameter_count() == 144 + 16 + 256 + 64 + 4 * 48 + 4
@@ -192,13 +197,13 @@ def test_parameters_order_names_and_init_are_stable(examples: dict[str, Graph]) 
         assert na == nb and va.dtype == np.float32
         np.testing.assert_array_equal(va, vb)
     c = build_repnet(examples["mbv2"], 10, RepNetSpec(seed=1))
-    assert not np.array_equal(a.head_weight, c.head_weight)
+    assert not np.array_equal(a.node("head").params["weight"], c.node("head").params["weight"])
     # head = PyTorch Linear's default init from the seed
     torch.manual_seed(0)
     lin = nn.Linear(64, 10)
-    np.testing.assert_array_equal(a.head_weight, lin.weight.detach().numpy())
+    np.testing.assert_array_equal(a.node("head").params["weight"], lin.weight.detach().numpy())
     # He-normal conv weights
-    w = a.modules[1].layers[1].params["weight"]
+    w = module_of(a, 1)[1].params["weight"]
     assert abs(float(w.std()) - (2.0 / (3 * 3 * 12)) ** 0.5) < 0.05
     ref = TorchReference(a)
     assert [n for n, _ in ref.named_trainable()] == names
@@ -206,7 +211,7 @@ def test_parameters_order_names_and_init_are_stable(examples: dict[str, Graph]) 
         p.data_ptr() for _, p in ref.named_trainable()]
     # scale_shift option
     s = build_repnet(examples["mbv2"], 10, RepNetSpec(norm="scale_shift"))
-    assert {layer.kind for m in s.modules for layer in m.layers} >= {"scale_shift"}
+    assert {n.op for n in s.nodes} >= {"scale_shift"}
 
 
 def _graph(nodes: list[tuple[str, str, list[str], str, dict]], shapes: dict[str, tuple],
@@ -247,8 +252,8 @@ def test_connectors_on_odd_graphs(small: Graph) -> None:
     with pytest.raises(ClassifierNotFoundError):
         build_repnet(single, 2)
     tm = build_repnet(single, 2, cut="c")
-    assert tm.connectors == ["y"]  # the only map: the fallback
-    assert tm.modules[0].layers[-1].kind == "resize"
+    assert connectors_of(tm) == ["y"]  # the only map: the fallback
+    assert module_of(tm, 0)[-1].op == "resize"
     assert tm.backbone.tensors[tm.backbone.outputs[0]].shape == (1, 8 * 8 * 4)
     x = np.zeros((1, 8, 8, 3), np.int8)
     assert TorchReference(tm)(x).shape == (1, 2)
@@ -309,14 +314,16 @@ def test_zero_init_logits_are_the_int8_features_times_the_head(
     assert feat.quant is not None
     for x in _inputs(g, 3, 7):
         logits = ref(x).detach().numpy()
-        assert all(np.all(p == 0) for p in ref.trace.p.values())
+        outs = [module_of(tm, i)[-1].output for i in range(len(connectors_of(tm)))]
+        assert all(np.all(ref.trace.values[o] == 0) for o in outs)
         q = run_int8(g, x)
-        for c in tm.connectors:  # connectors requantise to exactly the backbone's value
+        for c in connectors_of(tm):  # connectors requantise to exactly the backbone's value
             np.testing.assert_array_equal(ref.trace.int8[c], q[c])
         f = dequantize(q[g.outputs[0]], float(feat.quant.scale[0]),
                        int(feat.quant.zero_point[0]))
         np.testing.assert_array_equal(ref.trace.features, f)
-        np.testing.assert_allclose(logits, f @ tm.head_weight.T + tm.head_bias,
+        head = tm.node("head").params
+        np.testing.assert_allclose(logits, f @ head["weight"].T + head["bias"],
                                    rtol=1e-6, atol=1e-6)
 
 
@@ -384,32 +391,32 @@ def _conv_np(x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
     return y
 
 
-def _layer_np(layer: SideLayer, x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+def _layer_np(layer: TNode, x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     a = layer.attrs
-    if layer.kind == "avgpool":
+    if layer.op == "avgpool":
         kh, kw = as_pair(a["k"])
         h, w = x.shape[1] // kh, x.shape[2] // kw
         return x[:, :h * kh, :w * kw].reshape(1, h, kh, w, kw, -1).mean(axis=(2, 4))
-    if layer.kind == "conv":
+    if layer.op == "conv":
         ph, pw = as_pair(a["pad"])
         return _conv_np(x, p["weight"], (1, 1), (ph, pw, ph, pw), int(a["groups"]))
-    if layer.kind == "groupnorm":
+    if layer.op == "groupnorm":
         gr = int(a["groups"])
         v = x.reshape(1, x.shape[1] * x.shape[2], gr, -1)
         mu = v.mean(axis=(1, 3), keepdims=True)
         var = ((v - mu) ** 2).mean(axis=(1, 3), keepdims=True)
         xh = ((v - mu) / np.sqrt(var + float(a["eps"]))).reshape(x.shape)
         return xh * p["gamma"] + p["beta"]
-    if layer.kind == "scale_shift":
+    if layer.op == "scale_shift":
         return x * p["gamma"] + p["beta"]
-    if layer.kind == "relu":
+    if layer.op == "relu":
         return np.maximum(x, 0)
-    if layer.kind == "resize":
+    if layer.op == "resize":
         h, w = a["size"]
         rows = np.arange(h) * x.shape[1] // h
         cols = np.arange(w) * x.shape[2] // w
         return x[:, rows][:, :, cols]
-    raise AssertionError(layer.kind)
+    raise AssertionError(layer.op)
 
 
 def _linear_delta(node: Node, g: Graph, d: list[np.ndarray | None]) -> np.ndarray:
@@ -460,7 +467,7 @@ def _twin_loss(tm: TrainableModel, ref: TorchReference, theta: dict[str, np.ndar
 
     src = {g.inputs[0]: deq(g.inputs[0], x_q)}
     delta: dict[str, np.ndarray] = {}
-    conn = {m.target: m for m in tm.modules}
+    conn = {m["target"]: (m, module_of(tm, m["index"])) for m in tm.info["modules"]}
     for node in g.nodes:
         out = node.outputs[0]
         if any(i in delta for i in node.inputs):
@@ -468,13 +475,13 @@ def _twin_loss(tm: TrainableModel, ref: TorchReference, theta: dict[str, np.ndar
             mask = _mask_np(node, g, tr.raw.get(out, tr.int8[out]))
             delta[out] = dv if mask is None else dv * mask
         if out in conn:
-            m = conn[out]
-            p = src[m.source]
-            for layer in m.layers:
+            info, layers = conn[out]
+            p = src[info["source"]]
+            for layer in layers:
                 p = _layer_np(layer, p, {k: theta[f"{layer.name}.{k}"] for k in layer.params})
             msum = deq(out, tr.raw[out]) + delta.get(out, 0.0) + p
             src[out] = msum
-            delta[out] = msum - tr.m[out]  # straight-through requantisation
+            delta[out] = msum - tr.values[f"sum_{out}"]  # straight-through requantisation
     fo = g.outputs[0]
     feat = (deq(fo, tr.int8[fo]) + delta.get(fo, 0.0)).reshape(1, -1)
     logits = feat @ theta["head.weight"].T + theta["head.bias"]
@@ -484,11 +491,10 @@ def _twin_loss(tm: TrainableModel, ref: TorchReference, theta: dict[str, np.ndar
 
 def _perturb(tm: TrainableModel, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    for m in tm.modules:
-        for layer in m.layers:
-            if "gamma" in layer.params:
-                layer.params["gamma"][:] = rng.uniform(0.5, 1.5, layer.params["gamma"].shape)
-                layer.params["beta"][:] = rng.normal(0, 0.2, layer.params["beta"].shape)
+    for layer in tm.nodes:
+        if "gamma" in layer.params:
+            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, layer.params["gamma"].shape)
+            layer.params["beta"][:] = rng.normal(0, 0.2, layer.params["beta"].shape)
 
 
 @pytest.mark.parametrize("norm", ["groupnorm", "scale_shift"])

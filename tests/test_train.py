@@ -16,6 +16,7 @@ from examples.backbones import TinyIMU1D, TinyMBV2, randomize_batchnorm_stats, s
 from mcutl.cli import main
 from mcutl.link.session import open_session
 from mcutl.link.trainer import TrainDevice
+from mcutl.methods.repnet import connectors_of
 from mcutl.quant.int8_exec import run_int8
 from mcutl.targets import load_target
 from mcutl.train.build import MemoryBudgetError, check_budget, compile_training
@@ -54,7 +55,7 @@ def test_plan_is_tight_and_fits_the_f405(trained) -> None:  # noqa: ANN001
     size = plan["firmware_size"]
     assert size["static_ram"] + size["stack"] <= size["sram_capacity"]
     gen.plan.check_no_overlap()
-    assert len(tm.connectors) >= 1
+    assert len(connectors_of(tm)) >= 1
     assert (out / "plan.png").stat().st_size > 10_000
 
 
@@ -86,11 +87,12 @@ def test_logits_before_update_are_frozen_backbone_plus_head(trained) -> None:  #
             feats = run_int8(g, x[None])[g.outputs[0]].reshape(-1)
             f = (np.float32(q.scale[0]) * (feats.astype(np.int32) - int(q.zero_point[0]))
                  ).astype(np.float32)
+            head = tm.node("head").params
             expect = np.empty(tm.num_classes, np.float32)
             for o in range(tm.num_classes):  # the C kernel's order: bias, then i = 0..n-1
-                acc = np.float32(tm.head_bias[o])
+                acc = np.float32(head["bias"][o])
                 for i in range(f.size):
-                    acc = np.float32(acc + np.float32(f[i] * tm.head_weight[o, i]))
+                    acc = np.float32(acc + np.float32(f[i] * head["weight"][o, i]))
                 expect[o] = acc
             np.testing.assert_array_equal(logits, expect)
         s.finish(0)

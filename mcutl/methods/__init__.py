@@ -1,1 +1,8 @@
-"""On-device training methods: what is trained beside the frozen int8 backbone."""
+"""On-device training methods: what is trained beside the frozen int8 backbone.
+
+Each method is one file that registers itself (mcutl/methods/registry.py)."""
+
+from mcutl.methods import repnet  # noqa: F401  (registration)
+from mcutl.methods.registry import METHODS, Method, get_method
+
+__all__ = ["METHODS", "Method", "get_method"]

@@ -33,45 +33,53 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
-from mcutl.errors import McutlError
-from mcutl.ir.graph import Graph, Node, Tensor
-from mcutl.methods.model import SideLayer, SideModule, TrainableModel
+from mcutl.ir.graph import Graph
+from mcutl.ir.trainable import TNode, TrainableModel
+from mcutl.methods.common import (  # noqa: F401  (re-exported)
+    ClassifierNotFoundError,
+    MethodError,
+    cut_classifier,
+    head_nodes,
+)
+from mcutl.methods.registry import Method, register
 from mcutl.ops import get_op
 
 NORMS = ("groupnorm", "scale_shift")
 GN_CHANNELS_PER_GROUP = 8
 
 
-class RepNetError(McutlError):
+class RepNetError(MethodError):
     """Rep-Net cannot be built on this backbone as asked (the message says why and how)."""
-
-
-class ClassifierNotFoundError(RepNetError):
-    """No trailing linear classifier to replace, and no --cut given."""
 
 
 class ConnectorError(RepNetError):
     """No usable connector tensor, or an explicit stage list that cannot be used."""
 
 
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class RepNetSpec:
     """Rep-Net options (defaults: shared/notes/repnet.md, 'good defaults on an MCU')."""
 
-    width: float = 0.5  # mid channels = round_up(C_in * width, 8)
-    kernel: int = 3  # odd
-    groups: int = 2  # of the kxk conv (module 0: 1)
-    first_pool: int = 4  # average pooling of the raw input (module 0)
-    pool: int = 2  # average pooling of the other modules' inputs
-    norm: str = "groupnorm"  # or 'scale_shift'
-    eps: float = 1e-5  # group norm epsilon
-    resize: str = "nearest"
-    stages: list[str] | None = None  # connector tensor names; None = find_connectors
-    seed: int = 0
+    width: float = _opt(0.5, "side network width: mid channels = round_up(C_in * width, 8)")
+    kernel: int = _opt(3, "kernel of the side modules' conv (odd)")
+    groups: int = _opt(2, "groups of the side modules' conv (module 0: 1)")
+    first_pool: int = _opt(4, "average pooling of the raw input before module 0")
+    pool: int = _opt(2, "average pooling of the other modules' inputs")
+    norm: str = _opt("groupnorm", "norm of the side modules", choices=NORMS)
+    eps: float = _opt(1e-5, "group norm epsilon")
+    resize: str = _opt("nearest", "resize of module outputs to the connector", cli=False)
+    stages: list[str] | None = _opt(None, "connector tensors, comma-separated (default: "
+                                          "automatic, one per stage)")
+    seed: int = _opt(0, "seed of the side network's and head's initial weights")
 
     def __post_init__(self) -> None:
         problems = []
@@ -101,72 +109,6 @@ def as_pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 def _short(pair: tuple[int, int]) -> int | tuple[int, int]:
     return pair[0] if pair[0] == pair[1] else pair
-
-
-# ---------------------------------------------------------------------------- cutting
-
-def cut_classifier(graph: Graph, cut: str | None = None) -> Graph:
-    """A copy of ``graph`` whose single output is the feature tensor, shape (1, C).
-
-    Without ``cut``: the graph must end in a linear classifier (possibly followed by
-    reshapes); it is removed and its input becomes the output. ``cut`` (a node name: its
-    output; or a tensor name) says where the feature extractor ends instead; every node
-    after it is dropped. A feature tensor that is not 2-D is flattened by a reshape (a
-    view; cut after a pooling op if you want pooled features).
-    """
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise RepNetError(f"Rep-Net needs a single-input, single-output backbone; this one "
-                          f"has inputs {graph.inputs} and outputs {graph.outputs}")
-    g = graph.copy()
-    feat = _resolve_cut(g, cut) if cut is not None else _auto_features(g)
-    g.outputs = [feat]
-    g.prune()
-    t = g.tensors[feat]
-    if len(t.shape) != 2 or t.shape[0] != 1:
-        flat = g.add_tensor(Tensor(g.unique_name(f"{feat}_flat"), (1, t.size), t.dtype,
-                                   None, t.quant))
-        g.nodes.append(Node(g.unique_name("features_flatten"), "reshape", [feat], [flat.name],
-                            {"shape": (1, t.size)}))
-        g.outputs = [flat.name]
-    g.validate()
-    return g
-
-
-def _resolve_cut(g: Graph, cut: str) -> str:
-    node_names = {n.name: n for n in g.nodes}
-    if cut in node_names:
-        name = node_names[cut].outputs[0]
-    elif cut in g.tensors:
-        name = cut
-    else:
-        known = [n.name for n in g.nodes] + g.activations()
-        close = difflib.get_close_matches(cut, known, n=5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise RepNetError(f"--cut {cut!r} names no node or tensor of the backbone.{hint}")
-    t = g.tensors[name]
-    if t.is_const:
-        raise RepNetError(f"--cut {cut!r} is a constant ({name}); name an activation")
-    if name in g.inputs:
-        raise RepNetError(f"--cut {cut!r} is the graph input; the feature extractor must "
-                          "contain at least one layer")
-    return name
-
-
-def _auto_features(g: Graph) -> str:
-    out = g.outputs[0]
-    t = out
-    prod = g.producer(t)
-    while prod is not None and prod.op == "reshape":
-        t = prod.inputs[0]
-        prod = g.producer(t)
-    if prod is not None and prod.op == "linear":
-        return prod.inputs[0]
-    what = "the graph input" if prod is None else f"{prod.op} node {prod.name!r}"
-    tail = [n.name for n in g.nodes[-4:]]
-    raise ClassifierNotFoundError(
-        f"cannot find the classifier to replace: the backbone's output {out!r} comes from "
-        f"{what}, not from a linear layer. Say where the features end with --cut NODE "
-        f"(a node or tensor name; the last nodes are {', '.join(tail)})")
 
 
 # ---------------------------------------------------------------------------- connectors
@@ -338,31 +280,37 @@ def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
-def _norm(name: str, spec: RepNetSpec, shape: tuple[int, ...], gamma: float) -> SideLayer:
+def _norm(name: str, spec: RepNetSpec, src: str, shape: tuple[int, ...],
+          gamma: float) -> TNode:
     c = shape[3]
     params = {"gamma": np.full(c, gamma, np.float32), "beta": np.zeros(c, np.float32)}
     if spec.norm == "groupnorm":
         attrs = {"groups": group_norm_groups(c), "eps": float(spec.eps)}
-        return SideLayer(name, "groupnorm", shape, shape, attrs, params)
-    return SideLayer(name, "scale_shift", shape, shape, {}, params)
+        return TNode(name, "groupnorm", [src], f"{name}_out", attrs, params)
+    return TNode(name, "scale_shift", [src], f"{name}_out", {}, params)
 
 
-def module_layers(index: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                  spec: RepNetSpec, rng: np.random.Generator) -> list[SideLayer]:
-    """The side layers of module ``index`` from ``in_shape`` to ``out_shape`` (NHWC)."""
-    layers: list[SideLayer] = []
+def module_nodes(index: int, source: str, in_shape: tuple[int, ...],
+                 out_shape: tuple[int, ...], spec: RepNetSpec, rng: np.random.Generator
+                 ) -> tuple[list[TNode], dict[str, tuple[int, ...]]]:
+    """The side layers of module ``index`` reading float value ``source`` (NHWC
+    ``in_shape``) up to ``out_shape``; returns the nodes and their output shapes."""
+    nodes: list[TNode] = []
+    shapes: dict[str, tuple[int, ...]] = {}
 
-    def name(kind: str) -> str:
-        return f"m{index}_{kind}{len(layers)}"
+    def add(kind: str, op: str, shape: tuple[int, ...], attrs: dict[str, Any],
+            params: dict[str, np.ndarray] | None = None) -> None:
+        name = f"m{index}_{kind}{len(nodes)}"
+        src = nodes[-1].output if nodes else source
+        nodes.append(TNode(name, op, [src], f"{name}_out", attrs, params or {}))
+        shapes[f"{name}_out"] = shape
 
     shape = tuple(int(v) for v in in_shape)
     d = spec.first_pool if index == 0 else spec.pool
     kp = tuple(d if d > 1 and s // d >= 1 else 1 for s in shape[1:3])
     if kp != (1, 1):
-        new = (1, shape[1] // kp[0], shape[2] // kp[1], shape[3])
-        layers.append(SideLayer(name("avgpool"), "avgpool", shape, new,
-                                {"k": _short(kp)}))  # type: ignore[arg-type]
-        shape = new
+        shape = (1, shape[1] // kp[0], shape[2] // kp[1], shape[3])
+        add("avgpool", "avgpool", shape, {"k": _short(kp)})  # type: ignore[arg-type]
     c_in = shape[3]
     mid = max(8, round_up(c_in * spec.width, 8))
     g = 1 if index == 0 else spec.groups
@@ -372,40 +320,37 @@ def module_layers(index: int, in_shape: tuple[int, ...], out_shape: tuple[int, .
     pad = tuple(v // 2 for v in k)
     w = _he(rng, (mid, k[0], k[1], c_in // g))
     mid_shape = shape[:3] + (mid,)
-    layers.append(SideLayer(name("conv"), "conv", shape, mid_shape,
-                            {"k": _short(k), "stride": 1, "pad": _short(pad),  # type: ignore
-                             "groups": g}, {"weight": w}))
-    layers.append(_norm(name(spec.norm), spec, mid_shape, 1.0))
-    layers.append(SideLayer(name("relu"), "relu", mid_shape, mid_shape))
+    add("conv", "conv", mid_shape, {"k": _short(k), "stride": 1,  # type: ignore[arg-type]
+                                    "pad": _short(pad), "groups": g},  # type: ignore[arg-type]
+        {"weight": w})
+    norm = _norm(f"m{index}_{spec.norm}{len(nodes)}", spec, nodes[-1].output, mid_shape, 1.0)
+    nodes.append(norm)
+    shapes[norm.output] = mid_shape
+    add("relu", "relu", mid_shape, {})
     c_out = int(out_shape[3])
     w2 = _he(rng, (c_out, 1, 1, mid))
     proj_shape = shape[:3] + (c_out,)
-    layers.append(SideLayer(name("conv"), "conv", mid_shape, proj_shape,
-                            {"k": 1, "stride": 1, "pad": 0, "groups": 1}, {"weight": w2}))
-    layers.append(_norm(name(spec.norm), spec, proj_shape, 0.0))
+    add("conv", "conv", proj_shape, {"k": 1, "stride": 1, "pad": 0, "groups": 1},
+        {"weight": w2})
+    norm = _norm(f"m{index}_{spec.norm}{len(nodes)}", spec, nodes[-1].output, proj_shape, 0.0)
+    nodes.append(norm)
+    shapes[norm.output] = proj_shape
     target = (int(out_shape[1]), int(out_shape[2]))
     if proj_shape[1:3] != target:
-        layers.append(SideLayer(name("resize"), "resize", proj_shape,
-                                (1, *target, c_out), {"size": target, "mode": "nearest"}))
-    return layers
-
-
-def _head(c: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch nn.Linear's default init (U(+-1/sqrt(C)) via kaiming_uniform) from ``seed``."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        lin = torch.nn.Linear(c, num_classes)
-    return (lin.weight.detach().numpy().astype(np.float32).copy(),
-            lin.bias.detach().numpy().astype(np.float32).copy())
+        add("resize", "resize", (1, *target, c_out), {"size": target, "mode": "nearest"})
+    return nodes, shapes
 
 
 def build_repnet(backbone_q: Graph, num_classes: int, spec: RepNetSpec | None = None,
                  cut: str | None = None) -> TrainableModel:
     """Rep-Net on the quantised ``backbone_q``: cut before its classifier (``cut``: see
     ``cut_classifier``; pass the output's name for a backbone that is already cut), one
-    side module per connector, a new (num_classes, C) head."""
+    side module per connector, a new (num_classes, C) head.
+
+    The graph: the input dequantised (``{x}_f``) feeds module 0; at connector i (backbone
+    tensor c) ``m_c`` = dequantize(c), ``sum_c`` = m_c + module i's output (in place),
+    quantize(sum_c) overwrites c for the rest of the backbone, and module i + 1 reads
+    sum_c; the features are dequantised into the head."""
     spec = spec if spec is not None else RepNetSpec()
     if num_classes < 1:
         raise RepNetError(f"num_classes must be >= 1, got {num_classes}")
@@ -423,12 +368,60 @@ def build_repnet(backbone_q: Graph, num_classes: int, spec: RepNetSpec | None = 
         raise RepNetError(f"Rep-Net side modules need a 4-D NHWC input; {x.name!r} is "
                           f"{x.shape}")
     rng = np.random.default_rng(spec.seed)
+    xf = f"{x.name}_f"
+    nodes = [TNode("input_dequantize", "dequantize", [x.name], xf,
+                   {"comment": "dequantise the input for the side network"})]
+    shapes: dict[str, tuple[int, ...]] = {xf: tuple(x.shape)}
     modules = []
-    source = g.inputs[0]
+    source, source_tensor = xf, x.name
     for i, c in enumerate(connectors):
-        layers = module_layers(i, g.tensors[source].shape, g.tensors[c].shape, spec, rng)
-        modules.append(SideModule(i, source, c, layers))
-        source = c
-    feat = g.tensors[g.outputs[0]]
-    hw, hb = _head(int(feat.shape[1]), num_classes, spec.seed)
-    return TrainableModel("repnet", g, connectors, modules, hw, hb, spec=asdict(spec))
+        c_shape = tuple(g.tensors[c].shape)
+        m_nodes, m_shapes = module_nodes(i, source, shapes[source], c_shape, spec, rng)
+        nodes += m_nodes
+        shapes.update(m_shapes)
+        modules.append({"index": i, "source": source_tensor, "target": c,
+                        "nodes": [n.name for n in m_nodes]})
+        m, total = f"m_{c}", f"sum_{c}"
+        nodes += [
+            TNode(f"c{i}_dequantize", "dequantize", [c], m,
+                  {"comment": f"connector {i}: dequantise {c}"}),
+            TNode(f"c{i}_add", "add", [m, m_nodes[-1].output], total,
+                  {"comment": f"connector {i}: add module {i}'s output"}),
+            TNode(f"c{i}_quantize", "quantize", [total], c,
+                  {"comment": f"connector {i}: requantise the sum for the backbone"}),
+        ]
+        shapes[m] = shapes[total] = c_shape
+        source, source_tensor = total, c
+    h_nodes, h_shapes = head_nodes(g, num_classes, spec.seed)
+    nodes += h_nodes
+    shapes.update(h_shapes)
+    return TrainableModel("repnet", g, nodes, shapes, "logits", spec=asdict(spec),
+                          info={"connectors": connectors, "modules": modules})
+
+
+def connectors_of(tm: TrainableModel) -> list[str]:
+    """The connector tensors of a Rep-Net model, in graph order."""
+    return list(tm.info.get("connectors", []))
+
+
+def module_of(tm: TrainableModel, index: int) -> list[TNode]:
+    """The side layers of module ``index`` of a Rep-Net model, in order."""
+    names = tm.info["modules"][index]["nodes"]
+    return [tm.node(n) for n in names]
+
+
+def _summary(tm: TrainableModel) -> str:
+    conns = connectors_of(tm)
+    return (f"Rep-Net: {len(conns)} connectors ({', '.join(conns)}), "
+            f"{tm.parameter_count()} trainable parameters")
+
+
+register(Method(
+    name="repnet",
+    title="Rep-Net (CVPR 2022): a small side network exchanging features with the frozen "
+          "backbone through additive connectors, and a new head",
+    spec=RepNetSpec,
+    build=build_repnet,
+    summary=_summary,
+    fit_advice="a smaller side network (--width), fewer or later connectors (--stages)",
+))

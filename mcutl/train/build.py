@@ -23,7 +23,7 @@ import numpy as np
 from mcutl import __version__
 from mcutl.compile import BuildInfo, CompileError, load_and_quantize
 from mcutl.firmware import runtime_sources
-from mcutl.methods.model import TrainableModel, describe
+from mcutl.ir.trainable import TrainableModel, describe
 from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
 from mcutl.toolchain import Firmware, FirmwareSpec, build_many
@@ -53,7 +53,7 @@ def static_bytes(gen: GeneratedTraining) -> int:
     return 4 * (2 * gen.param_count + gen.opt_state_count) + RUNTIME_STATIC_BYTES
 
 
-def check_budget(target: Target, gen: GeneratedTraining) -> dict[str, int]:
+def check_budget(target: Target, gen: GeneratedTraining, advice: str = "") -> dict[str, int]:
     if target.memory is None:
         return {}
     arena = gen.plan.arena_size()
@@ -67,8 +67,8 @@ def check_budget(target: Target, gen: GeneratedTraining) -> dict[str, int]:
             f"the training step needs {total} B of SRAM on {target.name} but it has "
             f"{target.memory.sram_bytes} B: arena {arena} B + parameters/gradients/optimizer "
             f"state and runtime {stat} B + stack {stack} B. Largest arena buffers: {names}. "
-            "Use fewer or later connectors (--stages), a smaller side network (--width), "
-            "SGD instead of Adam, or a target with more SRAM (`mcutl targets`)."
+            f"Use {advice + ', ' if advice else ''}SGD instead of Adam, or a target with "
+            "more SRAM (`mcutl targets`)."
         )
     return {"arena": arena, "static": stat, "stack": stack, "total": total}
 
@@ -185,30 +185,32 @@ def compile_training(
     calib: np.ndarray | None = None,
     input_shape: tuple[int, ...] | None = None,
     spec: Any = None,
+    method: str = "repnet",
     cut: str | None = None,
     options: TrainOptions | None = None,
     source_name: str = "",
     head_from_classifier: bool = False,
 ) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
-    from mcutl.methods.repnet import RepNetSpec, build_repnet
+    from mcutl.methods import get_method
     from mcutl.tflite.export import export_tflite
 
     t0 = time.perf_counter()
     options = options or TrainOptions()
     target = load_target(target_name)
     graph = load_and_quantize(model, calib, input_shape)
-    tm = build_repnet(graph, num_classes, spec or RepNetSpec(), cut=cut)
+    m = get_method(method)
+    tm = m.build(graph, num_classes, spec if spec is not None else m.spec(), cut)
     if head_from_classifier:
         head = classifier_head(graph, num_classes)
-        if head is None:
+        if head is None or not any(n.name == "head" for n in tm.nodes):
             raise CompileError(
                 f"--head-from-classifier: the model has no {num_classes}-class linear "
                 "classifier at its output to start the head from")
-        tm.head_weight, tm.head_bias = head
+        tm.node("head").params = {"weight": head[0], "bias": head[1]}
     tfl = export_tflite(tm.backbone)
     h = model_hash(tfl, tm, options)
     gen = generate_training(tm, h, target.name, options)
-    budget = check_budget(target, gen)
+    budget = check_budget(target, gen, m.fit_advice)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.tflite").write_bytes(tfl)
     for name, text in gen.files.items():

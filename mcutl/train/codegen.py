@@ -10,7 +10,7 @@ import numpy as np
 
 from mcutl import __version__
 from mcutl.codegen.context import KernelCall
-from mcutl.methods.model import TrainableModel
+from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.train.step import StepProgram, build_step

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mcutl.codegen.context import CContext, KernelCall
+from mcutl.ir.graph import Graph
+from mcutl.ops._lowering import qparams
 
 _SYM = re.compile(r"\$(i8|f32|m):([^$]+)\$")
 _ELEM = {"i8": 1, "f32": 4, "m": 1}
@@ -52,6 +54,7 @@ class TrainContext(CContext):
     section_marks: dict[str, int] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # view tensor -> tensor it shares
     probes: list[ProbePoint] = field(default_factory=list)
+    graph: Graph | None = None  # the backbone (quantisation params of its tensors)
 
     # ---- arena buffers ---------------------------------------------------
     def declare(self, kind: str, name: str, elems: int) -> str:
@@ -116,6 +119,11 @@ class TrainContext(CContext):
                 buf.first = min(buf.first, index)
                 buf.last = max(buf.last, index)
         self.calls.append(KernelCall(comment, func, args, macs, node, assign))
+
+    def qparams(self, tensor: str) -> tuple[float, int]:
+        """(scale, zero point) of a backbone int8 tensor."""
+        assert self.graph is not None, "TrainContext.graph is not set"
+        return qparams(self.graph.tensors[tensor])
 
     def probe(self, name: str, symbol: str, nbytes: int) -> None:
         """The last call wrote int8 tensor ``name`` from float values: a probe point."""

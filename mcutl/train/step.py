@@ -1,18 +1,22 @@
 """The training step of a TrainableModel as one straight-line program of kernel calls.
 
-Forward: module 0 on the dequantised input; the int8 backbone node by node (each
-op's `lower_c`); at connector i the backbone's int8 output is dequantised, the
-module output added (m_i), and the sum requantised in place for the rest of the
-backbone; module i + 1 reads m_i; the head reads the dequantised features.
-Nodes through which a gradient will flow record a 1-bit mask of their fused
-activation from their int8 output.
+A generic walk over the frozen int8 backbone and the trainable float graph beside it
+(mcutl/ir/trainable.py); every kernel call comes from an op (mcutl/ops/ for the
+backbone, mcutl/ops/f32/ for the trainable nodes), no method is named here.
 
-Backward (reverse order): softmax cross-entropy, head, then the frozen backbone
-from its output down to connector 0 (each op's `lower_c_backward`: int8 weights
-from flash, masks, straight-through requantisation), the modules in reverse (their
-weight gradients accumulate into the static `mcutl_grads`). At connector i the
-gradient of m_i is complete (backbone consumers + module i + 1) and is both the
-gradient of module i's output and of the backbone tensor before the add.
+Forward: float nodes that read only the input run first; then the backbone node by
+node (each op's ``lower_c``), each followed by the float nodes whose inputs now exist,
+in the model's order (a ``quantize`` node overwrites the tensor the backbone just
+computed, before anything reads it). Backbone nodes through which a gradient will flow
+record a 1-bit mask of their fused activation from their int8 output.
+
+Backward: softmax cross-entropy of the logits, then in reverse: before each backbone
+node's backward (int8 weights from flash, masks, straight-through requantisation), the
+float nodes whose output gradient is complete, latest first (their parameter gradients
+accumulate into the static ``mcutl_grads``). Gradients of ops that only pass them on
+(``grad_alias``: dequantize, add, quantize) share one buffer with the backbone
+tensor's, no code. Backbone tensors need a gradient from the first one a float node
+writes on.
 
 The optimizer (SGD with momentum, or Adam) runs over the whole parameter block
 when the host says a mini-batch is complete (gradient accumulation).
@@ -22,13 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from mcutl.ir.graph import Graph
-from mcutl.methods.model import SideLayer, SideModule, TrainableModel
-from mcutl.methods.repnet import as_pair
-from mcutl.ops._lowering import conv_f32_params, qparams
+from mcutl.ir.trainable import TNode, TrainableModel
 from mcutl.ops.base import get_op
+from mcutl.ops.f32 import get_float_op
+from mcutl.ops.f32.base import GradTarget, numel
 from mcutl.train.context import TrainContext
 
 
@@ -81,130 +83,6 @@ class GradState:
         self.written.add(in_tensor)
 
 
-# ---------------------------------------------------------------------------- side layers
-
-def _layer_forward(ctx: TrainContext, layer: SideLayer, src: str) -> str:
-    """Emit one side layer's forward from buffer src; returns its output buffer."""
-    n_in = int(np.prod(layer.in_shape))
-    n_out = int(np.prod(layer.out_shape))
-    out = ctx.f32(f"{layer.name}_out", n_out)
-    din = ctx.f32_dims(layer.in_shape)
-    a = layer.attrs
-    if layer.kind == "avgpool":
-        kh, kw = as_pair(a["k"])
-        ctx.call("mcutl_avg_pool_f32", [din, src, str(kh), str(kw), out],
-                 f"{layer.name}: avgpool {kh}x{kw}")
-    elif layer.kind == "conv":
-        (kh, kw), groups = as_pair(a["k"]), int(a.get("groups", 1))
-        w, _ = ctx.param(f"{layer.name}.weight", layer.params["weight"])
-        p = conv_f32_params(ctx, layer.name, as_pair(a.get("stride", 1)),
-                            as_pair(a.get("pad", (kh // 2, kw // 2))), groups)
-        ctx.call("mcutl_conv2d_f32",
-                 [p, din, src, ctx.f32_dims(layer.params["weight"].shape), w, "NULL",
-                  ctx.f32_dims(layer.out_shape), out],
-                 f"{layer.name}: conv {kh}x{kw} groups {groups}",
-                 macs=n_out * kh * kw * layer.in_shape[-1] // groups)
-    elif layer.kind == "groupnorm":
-        g, _ = ctx.param(f"{layer.name}.gamma", layer.params["gamma"])
-        b, _ = ctx.param(f"{layer.name}.beta", layer.params["beta"])
-        groups = int(a["groups"])
-        ctx.call("mcutl_group_norm_f32",
-                 [din, src, str(groups), f"{float(a.get('eps', 1e-5))!r}f", g, b, out,
-                  ctx.f32(f"{layer.name}_xhat", n_in), ctx.f32(f"{layer.name}_mean", groups),
-                  ctx.f32(f"{layer.name}_rstd", groups)],
-                 f"{layer.name}: group norm, {groups} groups")
-    elif layer.kind == "scale_shift":
-        g, _ = ctx.param(f"{layer.name}.gamma", layer.params["gamma"])
-        b, _ = ctx.param(f"{layer.name}.beta", layer.params["beta"])
-        ctx.call("mcutl_scale_shift_f32", [din, src, g, b, out], f"{layer.name}: scale+shift")
-    elif layer.kind == "relu":
-        ctx.call("mcutl_relu_f32", [src, str(n_in), out, ctx.mask(f"{layer.name}_mask", n_in)],
-                 f"{layer.name}: relu (mask saved)")
-    elif layer.kind == "resize":
-        h, w_ = (int(v) for v in a["size"])
-        ctx.call("mcutl_resize_nearest_f32", [din, src, str(h), str(w_), out],
-                 f"{layer.name}: nearest resize to {h}x{w_}")
-    else:
-        raise TrainCompileError(f"side layer {layer.name}: unknown kind {layer.kind!r}")
-    return out
-
-
-def _layer_backward(ctx: TrainContext, layer: SideLayer, src: str, g_out: str,
-                    g_in: tuple[str, str] | None) -> None:
-    """Emit one side layer's backward. src: its forward input buffer; g_in: (buffer,
-    accumulate) for the input gradient, or None when no input gradient is needed."""
-    n_in = int(np.prod(layer.in_shape))
-    din = ctx.f32_dims(layer.in_shape)
-    dout = ctx.f32_dims(layer.out_shape)
-    a = layer.attrs
-    if layer.kind == "avgpool":
-        if g_in:
-            kh, kw = as_pair(a["k"])
-            ctx.call("mcutl_avg_pool_grad_input_f32", [din, str(kh), str(kw), g_out, *g_in],
-                     f"{layer.name}: avgpool backward")
-    elif layer.kind == "conv":
-        (kh, kw), groups = as_pair(a["k"]), int(a.get("groups", 1))
-        w, gw = ctx.param(f"{layer.name}.weight", layer.params["weight"])
-        p = conv_f32_params(ctx, layer.name, as_pair(a.get("stride", 1)),
-                            as_pair(a.get("pad", (kh // 2, kw // 2))), groups)
-        wd = ctx.f32_dims(layer.params["weight"].shape)
-        ctx.call("mcutl_conv2d_grad_weight_f32", [p, din, src, dout, g_out, wd, gw],
-                 f"{layer.name}: conv weight gradient (accumulates)")
-        if g_in:
-            ctx.call("mcutl_conv2d_grad_input_f32", [p, dout, g_out, wd, w, din, *g_in],
-                     f"{layer.name}: conv input gradient")
-    elif layer.kind == "groupnorm":
-        g, gg = ctx.param(f"{layer.name}.gamma", layer.params["gamma"])
-        _, gb = ctx.param(f"{layer.name}.beta", layer.params["beta"])
-        groups = int(a["groups"])
-        gi = g_in or (ctx.f32(f"{layer.name}_gin_unused", n_in), "0")
-        ctx.call("mcutl_group_norm_grad_f32",
-                 [din, str(groups), ctx.f32(f"{layer.name}_xhat", n_in),
-                  ctx.f32(f"{layer.name}_rstd", groups), g, g_out, *gi, gg, gb],
-                 f"{layer.name}: group norm backward")
-    elif layer.kind == "scale_shift":
-        g, gg = ctx.param(f"{layer.name}.gamma", layer.params["gamma"])
-        _, gb = ctx.param(f"{layer.name}.beta", layer.params["beta"])
-        gi = g_in or (ctx.f32(f"{layer.name}_gin_unused", n_in), "0")
-        ctx.call("mcutl_scale_shift_grad_f32", [din, src, g, g_out, *gi, gg, gb],
-                 f"{layer.name}: scale+shift backward")
-    elif layer.kind == "relu":
-        if g_in:
-            ctx.call("mcutl_act_grad_input_f32",
-                     [g_out, ctx.mask(f"{layer.name}_mask", n_in), str(n_in), *g_in],
-                     f"{layer.name}: relu backward")
-    elif layer.kind == "resize" and g_in:
-        h, w_ = (int(v) for v in a["size"])
-        ctx.call("mcutl_resize_nearest_grad_input_f32", [din, str(h), str(w_), g_out, *g_in],
-                 f"{layer.name}: nearest resize backward")
-
-
-def _module_forward(ctx: TrainContext, m: SideModule, src: str) -> tuple[list[str], str]:
-    inputs = []
-    cur = src
-    for layer in m.layers:
-        inputs.append(cur)
-        cur = _layer_forward(ctx, layer, cur)
-    return inputs, cur
-
-
-def _module_backward(ctx: TrainContext, m: SideModule, inputs: list[str], g_out: str,
-                     g_src: tuple[str, str] | None) -> None:
-    g = g_out
-    for j in range(len(m.layers) - 1, -1, -1):
-        layer = m.layers[j]
-        if j == 0:
-            target = g_src
-        else:
-            target = (ctx.f32(f"{layer.name}_gin", int(np.prod(layer.in_shape))), "0")
-        _layer_backward(ctx, layer, inputs[j], g, target)
-        if target is None:
-            break
-        g = target[0]
-
-
-# ---------------------------------------------------------------------------- the step
-
 @dataclass
 class StepProgram:
     ctx: TrainContext
@@ -216,15 +94,14 @@ class StepProgram:
 
 
 def _needs_grad(tm: TrainableModel) -> set[str]:
-    """Backbone tensors whose gradient is needed: everything from connector 0 on."""
+    """Backbone tensors whose gradient is needed: from the first one a float node
+    writes (e.g. Rep-Net's connector 0) on, with that producer's inputs."""
     g = tm.backbone
-    first = tm.connectors[0] if tm.connectors else None
+    written = {n.output for n in tm.nodes if get_float_op(n.op, n).writes_backbone}
     started = False
     need: set[str] = set()
-    if first is None:
-        return need
     for node in g.nodes:
-        if first in node.outputs:
+        if written & set(node.outputs):
             started = True
         if started:
             for t in [*node.inputs, *node.outputs]:
@@ -233,11 +110,168 @@ def _needs_grad(tm: TrainableModel) -> set[str]:
     return need
 
 
+def schedule(tm: TrainableModel) -> dict[int, list[TNode]]:
+    """Float nodes by the backbone node index after which they run (-1: before any), in
+    the model's order; each as soon as the backbone tensors it reads exist."""
+    g = tm.backbone
+    at = {t: -1 for t in g.inputs}
+    for k, node in enumerate(g.nodes):
+        for o in node.outputs:
+            at[o] = k
+    ready: dict[str, int] = {}
+    slots: dict[int, list[TNode]] = {}
+    for n in tm.nodes:
+        op = get_float_op(n.op, n)
+        pos = -1
+        for i in n.inputs:
+            if i in ready:
+                pos = max(pos, ready[i])
+            elif i in at and i in g.tensors:
+                pos = max(pos, at[i])
+            else:
+                raise TrainCompileError(f"trainable node {n.name!r} reads {i!r}, which is "
+                                        "neither the backbone's nor computed before it")
+        if op.writes_backbone:
+            if n.output not in at or at[n.output] < pos:
+                raise TrainCompileError(f"node {n.name!r} overwrites {n.output!r} before "
+                                        "its inputs exist")
+            pos = at[n.output]
+        slots.setdefault(pos, []).append(n)
+        ready[n.output] = pos
+    return slots
+
+
+@dataclass
+class _Backward:
+    """Gradient bookkeeping of the float nodes (alias classes, completeness)."""
+
+    tm: TrainableModel
+    ctx: TrainContext
+    grads: GradState
+    order: list[TNode]  # forward schedule order
+    done: set[str] = field(default_factory=set)  # float nodes whose backward is emitted
+    backbone_done: set[str] = field(default_factory=set)  # backbone nodes processed
+    buffers: dict[str, tuple[str, bool]] = field(default_factory=dict)  # value -> (sym, written)
+
+    def __post_init__(self) -> None:
+        self.root: dict[str, str] = {}
+        for n in self.order:
+            for k in get_float_op(n.op, n).grad_alias:
+                self._union(n.inputs[k], n.output)
+        self.consumers: dict[str, list[TNode]] = {}
+        for n in self.order:
+            for i in n.inputs:
+                self.consumers.setdefault(i, []).append(n)
+        g = self.tm.backbone
+        self.backbone_readers = {t: [b.name for b in g.nodes if t in b.inputs]
+                                 for t in g.tensors}
+        classes: dict[str, set[str]] = {}
+        for n in self.order:
+            for v in [*n.inputs, n.output]:
+                classes.setdefault(self._find(v), set()).add(v)
+        self.tensor_of: dict[str, str | None] = {}
+        for members in classes.values():
+            tensors = sorted(v for v in members if v in g.tensors)
+            if len(tensors) > 1:
+                raise TrainCompileError(f"the gradients of backbone tensors {tensors} would "
+                                        "share one buffer (a float node joins them)")
+            for v in members:
+                self.tensor_of[v] = tensors[0] if tensors else None
+
+    def _find(self, v: str) -> str:
+        while self.root.get(v, v) != v:
+            v = self.root[v]
+        return v
+
+    def _union(self, a: str, b: str) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self.root[rb] = ra
+
+    def backbone_of(self, value: str) -> str | None:
+        """The backbone tensor whose gradient buffer ``value``'s gradient shares."""
+        if value in self.tm.backbone.tensors:
+            return value
+        return self.tensor_of.get(value)
+
+    def complete(self, n: TNode) -> bool:
+        """All readers of ``n``'s output have emitted their backward."""
+        if get_float_op(n.op, n).writes_backbone:  # float readers read the old values
+            return all(b in self.backbone_done for b in self.backbone_readers[n.output])
+        return all(c.name in self.done for c in self.consumers.get(n.output, []))
+
+    def needs_grad(self, value: str) -> bool:
+        """False for the dequantised value of a backbone tensor needing no gradient
+        (e.g. the network input); every other float value gets its gradient."""
+        t = self.backbone_of(value)
+        if t is not None:
+            return t in self.grads.needed
+        return True
+
+    def g_out(self, n: TNode) -> str | None:
+        if n.output == self.tm.logits:
+            return self.buffers[n.output][0]
+        t = self.backbone_of(n.output)
+        if t is not None:
+            return self.grads.out(t)
+        entry = self.buffers.get(n.output)
+        return entry[0] if entry else None
+
+    def claim(self, n: TNode, k: int) -> GradTarget:
+        """Where input k's gradient goes: (buffer, accumulate) or None."""
+        v = n.inputs[k]
+        if not self.needs_grad(v):
+            return None
+        t = self.backbone_of(v)
+        if t is not None:
+            return self.grads.write(t)
+        if v in self.buffers:
+            sym, _ = self.buffers[v]
+            return sym, "1"
+        sym = self.ctx.f32(f"{n.name}_gin", numel(self.tm.shape_of(v)))
+        self.buffers[v] = (sym, True)
+        return sym, "0"
+
+    def ready_batch(self) -> list[TNode]:
+        """Float nodes whose output gradient is complete, latest first (in one pass:
+        emitting one can complete the next)."""
+        batch: list[TNode] = []
+        for n in reversed(self.order):
+            if n.name not in self.done and self.complete(n):
+                batch.append(n)
+                self.done.add(n.name)
+        return batch
+
+    def emit(self, batch: list[TNode], values: dict[str, str]) -> None:
+        claims: dict[tuple[str, int], GradTarget] = {}
+        for n in batch:  # backbone gradient buffers are claimed first, in batch order
+            op = get_float_op(n.op, n)
+            for k, v in enumerate(n.inputs):
+                if k in op.grad_alias or op.reads_backbone:
+                    continue
+                if self.backbone_of(v) is not None and self.needs_grad(v):
+                    claims[(n.name, k)] = self.claim(n, k)
+        for n in batch:
+            op = get_float_op(n.op, n)
+            if op.grad_alias or op.reads_backbone:
+                continue  # its gradient is its inputs' (one buffer)
+            g_out = self.g_out(n)
+            if g_out is None:
+                raise TrainCompileError(f"no gradient reaches {n.output!r} ({n.name})")
+            targets = []
+            for k in range(len(n.inputs)):
+                targets.append(claims[(n.name, k)] if (n.name, k) in claims
+                               else self.claim(n, k))
+            op.lower_backward(n, self.ctx, [values[i] for i in n.inputs],
+                              [self.tm.shape_of(i) for i in n.inputs],
+                              self.tm.shape_of(n.output), g_out, targets)
+
+
 def build_step(tm: TrainableModel) -> StepProgram:
     g = tm.backbone
     ctx = TrainContext(act_offsets={})
+    ctx.graph = g
     x_name = g.inputs[0]
-    feat_name = g.outputs[0]
     for node in g.nodes:
         if get_op(node.op, node).c_alias:
             ctx.alias[node.outputs[0]] = node.inputs[0]
@@ -245,26 +279,21 @@ def build_step(tm: TrainableModel) -> StepProgram:
         if t not in ctx.alias:
             ctx.i8(t, g.tensors[t].size)
     need = _needs_grad(tm)
-    module_of_target = {m.target: m for m in tm.modules}
-    module_of_source: dict[str, list[SideModule]] = {}
-    for m in tm.modules:
-        module_of_source.setdefault(m.source, []).append(m)
-    saved: dict[int, tuple[list[str], str]] = {}  # module index -> (layer inputs, output)
-    m_sym: dict[str, str] = {}  # connector / input tensor -> float value buffer
+    slots = schedule(tm)
+    values: dict[str, str] = {t: ctx.act(t) for t in g.activations()}
+
+    def run_float(nodes: list[TNode]) -> None:
+        for n in nodes:
+            op = get_float_op(n.op, n)
+            values[n.output] = op.lower_forward(
+                n, ctx, [values[i] for i in n.inputs], [tm.shape_of(i) for i in n.inputs],
+                tm.shape_of(n.output))
 
     # ---- forward -----------------------------------------------------------
     ctx.mark("forward")
-    s_in, zp_in = qparams(g.tensors[x_name])
-    n_x = g.tensors[x_name].size
-    if x_name in module_of_source:
-        m_sym[x_name] = ctx.f32(f"{x_name}_f", n_x)
-        ctx.call("mcutl_dequantize_s8_f32",
-                 [ctx.act(x_name), str(n_x), f"{s_in!r}f", str(zp_in), m_sym[x_name]],
-                 "dequantise the input for the side network")
-        for m in module_of_source[x_name]:
-            saved[m.index] = _module_forward(ctx, m, m_sym[x_name])
+    run_float(slots.get(-1, []))
     masks: dict[str, str] = {}
-    for node in g.nodes:
+    for k, node in enumerate(g.nodes):
         op = get_op(node.op, node)
         op.lower_c(node, g, ctx)
         out = node.outputs[0]
@@ -272,72 +301,37 @@ def build_step(tm: TrainableModel) -> StepProgram:
             sym = op.lower_c_mask(node, g, ctx)
             if sym is not None:
                 masks[node.name] = sym
-        if out in module_of_target:
-            m = module_of_target[out]
-            s, zp = qparams(g.tensors[out])
-            n = g.tensors[out].size
-            m_sym[out] = ctx.f32(f"m_{out}", n)
-            ctx.call("mcutl_dequantize_s8_f32",
-                     [ctx.act(out), str(n), f"{s!r}f", str(zp), m_sym[out]],
-                     f"connector {m.index}: dequantise {out}")
-            ctx.call("mcutl_add_f32", [m_sym[out], saved[m.index][1], str(n), m_sym[out]],
-                     f"connector {m.index}: add module {m.index}'s output")
-            ctx.call("mcutl_quantize_f32_s8",
-                     [m_sym[out], str(n), f"{s!r}f", str(zp), ctx.act(out)],
-                     f"connector {m.index}: requantise the sum for the backbone")
-            ctx.probe(out, ctx.act(out), n)
-            for nxt in module_of_source.get(out, []):
-                saved[nxt.index] = _module_forward(ctx, nxt, m_sym[out])
-    # head
-    s_f, zp_f = qparams(g.tensors[feat_name])
-    c_feat = g.tensors[feat_name].size
-    k = tm.num_classes
-    feat_f = ctx.f32("features_f", c_feat)
-    logits = ctx.f32("logits", k)
-    hw, ghw = ctx.param("head.weight", tm.head_weight)
-    hb, ghb = ctx.param("head.bias", tm.head_bias)
-    ctx.call("mcutl_dequantize_s8_f32",
-             [ctx.act(feat_name), str(c_feat), f"{s_f!r}f", str(zp_f), feat_f],
-             "dequantise the backbone features")
-    ctx.call("mcutl_linear_f32", ["1", str(c_feat), feat_f, str(k), hw, hb, logits],
-             f"head: linear {c_feat} -> {k}", macs=c_feat * k)
+        run_float(slots.get(k, []))
     forward_end = len(ctx.calls)
+    if tm.logits not in values:
+        raise TrainCompileError(f"the logits {tm.logits!r} are never computed")
 
     # ---- backward ------------------------------------------------------------
     ctx.mark("backward")
-    g_logits = ctx.f32("g_logits", k)
+    k_cls = tm.num_classes
+    g_logits = ctx.f32("g_logits", k_cls)
     loss_call = len(ctx.calls)
     ctx.call("mcutl_softmax_xent_f32",
-             [logits, "&mcutl_label", "1", str(k), "mcutl_label_smoothing", "1.0f", "NULL",
-              g_logits], "loss: softmax cross-entropy, gradient of the logits",
+             [values[tm.logits], "&mcutl_label", "1", str(k_cls), "mcutl_label_smoothing",
+              "1.0f", "NULL", g_logits], "loss: softmax cross-entropy, gradient of the logits",
              assign="*loss")
-    ctx.call("mcutl_linear_grad_weight_f32", ["1", str(c_feat), feat_f, str(k), g_logits, ghw],
-             "head: weight gradient (accumulates)")
-    ctx.call("mcutl_linear_grad_bias_f32", ["1", str(k), g_logits, ghb],
-             "head: bias gradient (accumulates)")
     grads = GradState(ctx, g, needed=need, masks=masks)
-    if feat_name in need:
-        gf = grads.write(feat_name)
-        assert gf is not None
-        ctx.call("mcutl_linear_grad_input_f32", ["1", str(c_feat), str(k), hw, g_logits, *gf],
-                 "head: gradient of the features")
-    order = list(reversed(g.nodes))
-    for node in order:
+    order = [n for k in sorted(slots) for n in slots[k]]
+    bw = _Backward(tm, ctx, grads, order)
+    bw.buffers[tm.logits] = (g_logits, True)
+    bw.emit(bw.ready_batch(), values)
+    for node in reversed(g.nodes):
+        bw.emit(bw.ready_batch(), values)
+        bw.backbone_done.add(node.name)
         out = node.outputs[0]
-        if out in module_of_target:
-            m = module_of_target[out]
-            g_m = grads.out(out)
-            if g_m is None:
-                raise TrainCompileError(f"no gradient reaches connector {out}")
-            src = m.source
-            g_src = grads.write(src) if src != x_name else None
-            if src == x_name or src not in need:
-                g_src = None
-            _module_backward(ctx, m, saved[m.index][0], g_m, g_src)
         if out not in need or grads.out(out) is None:
             continue
         if not any(t in need for t in node.inputs if t):
             continue
         get_op(node.op, node).lower_c_backward(node, g, ctx, grads)
-    return StepProgram(ctx=ctx, input_sym=ctx.act(x_name), logits_sym=logits,
+    bw.emit(bw.ready_batch(), values)
+    missing = [n.name for n in order if n.name not in bw.done]
+    if missing:
+        raise TrainCompileError(f"trainable nodes {missing} never got their gradient")
+    return StepProgram(ctx=ctx, input_sym=ctx.act(x_name), logits_sym=values[tm.logits],
                        forward_end=forward_end, loss_call=loss_call)

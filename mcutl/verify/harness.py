@@ -36,9 +36,9 @@ import torch
 
 from mcutl.compile import BuildInfo
 from mcutl.errors import McutlError
+from mcutl.ir.trainable import TrainableModel, restore
 from mcutl.link.session import open_session
 from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
-from mcutl.methods.model import TrainableModel, restore
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips

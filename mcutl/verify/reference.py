@@ -1,27 +1,28 @@
 """PyTorch reference of a TrainableModel's training step: the math the C step must match.
 
+A generic walk, like the step compiler's (mcutl/train/step.py), over the frozen int8
+backbone and the trainable float graph (mcutl/ir/trainable.py); each float node runs its
+op's ``torch_forward`` (mcutl/ops/f32), no method is named here.
+
 Forward (batch 1, int8 NHWC input):
 - the frozen backbone runs in int8 exactly as the C kernels (mcutl.quant.int8_exec);
-- module 0 reads the dequantised input; at connector i the backbone's int8 tensor
-  (scale s, zero point z) is dequantised, ``x = float32(s) * (q - z)``, the module
-  output added, ``m_i = x + p_i`` (float32), and the backbone continues on
-  ``q' = clamp(round_half_away(float32(m_i / s)) + z, -128, 127)``; module i + 1 reads m_i;
-- the head reads the dequantised features: ``logits = features @ W.T + b``.
-
-Requantisation points (connectors) are where a float difference between two machines
-can move a value across a rounding boundary: ``forward(x, forced=...)`` takes the
-device's int8 values there as given (read with PROBE) and records the reference's own
-rounding beside them (``Trace.own``, ``Trace.steps``) so that `verify` can count and
-bound the flips instead of drifting after one.
+- after each backbone tensor, the float nodes scheduled there run in torch: a
+  ``dequantize`` reads ``float32(s) * (q - z)`` (the straight-through value where a
+  gradient flows), a ``quantize`` overwrites the backbone tensor with
+  ``clamp(round_half_away(float32(m / s)) + z, -128, 127)``, or with the device's
+  values when given (``forced``, read with PROBE), its own rounding kept beside them
+  (``Trace.own``, ``Trace.steps``) so that `verify` counts and bounds the flips instead
+  of drifting after one;
+- the logits are the value the model names.
 
 Backward (torch autograd with a straight-through rule through the frozen backbone):
-every frozen node on a path from connector 0 to the features is shadowed by its op's
-``torch_forward_f32`` (float op on dequantised constants, no fused activation) whose
-value is replaced by the dequantised int8 output; its gradient is multiplied by the
-op's ``ste_mask`` (1-bit, from the int8 output: ReLU passes where out > act_min,
-ReLU6 where act_min < out < act_max). Requantisation (connectors and every layer's
-output rounding/saturation) is the identity. A residual add passes the gradient to
-both inputs, global average pooling spreads it, a reshape passes it.
+every frozen node on a path from the first overwritten tensor to the features is
+shadowed by its op's ``torch_forward_f32`` (float op on dequantised constants, no fused
+activation) whose value is replaced by the dequantised int8 output; its gradient is
+multiplied by the op's ``ste_mask`` (1-bit, from the int8 output: ReLU passes where
+out > act_min, ReLU6 where act_min < out < act_max). Requantisation (``quantize`` nodes
+and every layer's output rounding/saturation) is the identity. A residual add passes
+the gradient to both inputs, global average pooling spreads it, a reshape passes it.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutl.ir.graph import Graph, Node
-from mcutl.methods.model import SideLayer, TrainableModel
-from mcutl.methods.repnet import as_pair
+from mcutl.ir.trainable import TrainableModel
 from mcutl.ops import get_op
+from mcutl.ops.f32 import get_float_op
 from mcutl.quant.int8_exec import run_int8
+from mcutl.train.step import schedule
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -86,48 +88,16 @@ def straight_through(shadow: torch.Tensor, value: np.ndarray,
     return StraightThrough.apply(shadow, torch.from_numpy(np.asarray(value)), m)
 
 
-def nearest_indices(n_in: int, n_out: int) -> torch.Tensor:
-    """Nearest-resize source indices ``floor(dst * in / out)`` in exact integer arithmetic."""
-    return (torch.arange(n_out, dtype=torch.int64) * n_in) // n_out
-
-
-def side_layer_forward(layer: SideLayer, x: torch.Tensor,
-                       p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One side layer on an NCHW tensor; ``p``: its parameters by key."""
-    a = layer.attrs
-    if layer.kind == "avgpool":
-        k = as_pair(a["k"])
-        return F.avg_pool2d(x, k, k)
-    if layer.kind == "conv":
-        w = p["weight"].permute(0, 3, 1, 2)  # OHWI -> OIHW
-        stride = as_pair(a.get("stride", 1))
-        pad = as_pair(a.get("pad", 0))
-        return F.conv2d(x, w, None, stride, pad, 1, int(a.get("groups", 1)))
-    if layer.kind == "groupnorm":
-        return F.group_norm(x, int(a["groups"]), p["gamma"], p["beta"], float(a["eps"]))
-    if layer.kind == "scale_shift":
-        return x * p["gamma"].view(1, -1, 1, 1) + p["beta"].view(1, -1, 1, 1)
-    if layer.kind == "relu":
-        return F.relu(x)
-    if layer.kind == "resize":
-        h, w_ = (int(v) for v in a["size"])
-        rows = nearest_indices(x.shape[2], h)
-        cols = nearest_indices(x.shape[3], w_)
-        return x.index_select(2, rows).index_select(3, cols)
-    raise ValueError(f"side layer {layer.name}: unknown kind {layer.kind!r}")
-
-
 @dataclass
 class Trace:
     """What the last forward computed (numpy copies), for tests and the C comparison."""
 
     int8: dict[str, np.ndarray] = field(default_factory=dict)  # as the backbone used them
-    raw: dict[str, np.ndarray] = field(default_factory=dict)  # connector outputs before add
-    m: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> m_i (float32)
-    own: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> own rounding
-    steps: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> m_i/s + zp
-    used: dict[str, np.ndarray] = field(default_factory=dict)  # connector -> int8 used
-    p: dict[int, np.ndarray] = field(default_factory=dict)  # module index -> output
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # overwritten tensors, before
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # float values of the graph
+    own: dict[str, np.ndarray] = field(default_factory=dict)  # overwritten: own rounding
+    steps: dict[str, np.ndarray] = field(default_factory=dict)  # overwritten: m / s + zp
+    used: dict[str, np.ndarray] = field(default_factory=dict)  # overwritten: int8 used
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # grad-path nodes
     features: np.ndarray | None = None
     logits: np.ndarray | None = None
@@ -153,7 +123,11 @@ class TorchReference(nn.Module):
         self._index = {n: i for i, n in enumerate(self._names)}
         g = model.backbone
         self._producer: dict[str, Node] = {o: n for n in g.nodes for o in n.outputs}
-        self._connector = {m.target: m.index for m in model.modules}
+        # float nodes to run right after each backbone tensor exists (the step's schedule)
+        self._after: dict[str, list[Any]] = {}
+        for k, nodes in schedule(model).items():
+            anchor = g.inputs[0] if k < 0 else g.nodes[k].outputs[-1]
+            self._after[anchor] = nodes
         self.trace = Trace()
 
     # ---- parameters ----------------------------------------------------------
@@ -176,36 +150,46 @@ class TorchReference(nn.Module):
             target[n][...] = v
 
     # ---- forward ---------------------------------------------------------------
-    def module_forward(self, index: int, x_nhwc: torch.Tensor) -> torch.Tensor:
-        """Side module ``index`` on an NHWC float tensor (NHWC out)."""
-        x = x_nhwc.permute(0, 3, 1, 2)
-        for layer in self.model.modules[index].layers:
-            p = {k: self.param(f"{layer.name}.{k}") for k in layer.params}
-            x = side_layer_forward(layer, x, p)
-        return x.permute(0, 2, 3, 1)
-
     def forward(self, x_q: np.ndarray,
                 forced: dict[str, np.ndarray] | None = None) -> torch.Tensor:
         """Logits (1, num_classes) float32 for one int8 NHWC input (1, H, W, C).
 
-        ``forced``: connector tensor -> int8 values to use there instead of the
-        reference's own rounding of the sum (the device's, read with PROBE)."""
+        ``forced``: overwritten backbone tensor -> int8 values to use there instead of
+        the reference's own rounding (the device's, read with PROBE)."""
         forced = forced or {}
         g = self.model.backbone
         x_q = np.asarray(x_q)
         if x_q.shape != g.tensors[g.inputs[0]].shape and x_q.shape == \
                 g.tensors[g.inputs[0]].shape[1:]:
             x_q = x_q[None]
-        real: dict[str, torch.Tensor] = {}  # tensors on the gradient path (autograd)
-        source: dict[str, torch.Tensor] = {}  # float values modules read
+        real: dict[str, torch.Tensor] = {}  # backbone tensors on the gradient path
+        fv: dict[str, torch.Tensor] = {}  # float values of the trainable graph
         seen: dict[str, np.ndarray] = {}  # int8 values as the backbone used them
         trace = Trace()
-        sources = {m.source for m in self.model.modules}
 
         def value_of(name: str) -> torch.Tensor:
             if name in real:
                 return real[name]
             return torch.from_numpy(dequantize(seen[name], *_qp(g, name)))
+
+        def quantize_node(node: Any) -> None:
+            t = node.output
+            s, zp = _qp(g, t)
+            v = fv[node.inputs[0]]
+            m_np = v.detach().numpy()
+            if self.rounding_jitter:
+                u = self._jitter_rng.uniform(-1.0, 1.0, m_np.shape) * self.rounding_jitter
+                m_np = (m_np + np.float32(s) * u.astype(np.float32)).astype(np.float32)
+            q_own = quantize(m_np, s, zp)
+            q_new = q_own
+            if t in forced:
+                q_new = np.asarray(forced[t], np.int8).reshape(q_own.shape)
+            trace.raw[t] = seen[t]
+            trace.own[t], trace.used[t] = q_own, q_new
+            trace.steps[t] = (np.asarray(m_np, np.float32) / np.float32(s)).astype(
+                np.float64) + zp
+            real[t] = straight_through(v, dequantize(q_new, s, zp))
+            seen[t] = q_new
 
         def hook(name: str, q: np.ndarray) -> np.ndarray:
             node = self._producer.get(name)
@@ -217,41 +201,24 @@ class TorchReference(nn.Module):
                 mask = op.ste_mask(node, g, q)
                 trace.masks[node.name] = mask
                 real[name] = straight_through(shadow, dequantize(q, *_qp(g, name)), mask)
-            if name in self._connector:
-                i = self._connector[name]
-                s, zp = _qp(g, name)
-                p = self.module_forward(i, source[self.model.modules[i].source])
-                m = value_of(name) if name in real else torch.from_numpy(dequantize(q, s, zp))
-                m = m + p
-                m_np = m.detach().numpy()
-                if self.rounding_jitter:
-                    u = self._jitter_rng.uniform(-1.0, 1.0, m_np.shape) * self.rounding_jitter
-                    m_np = (m_np + np.float32(s) * u.astype(np.float32)).astype(np.float32)
-                q_own = quantize(m_np, s, zp)
-                q_new = q_own
-                if name in forced:
-                    q_new = np.asarray(forced[name], np.int8).reshape(q_own.shape)
-                trace.own[name] = q_own
-                trace.used[name] = q_new
-                trace.steps[name] = ((np.asarray(m_np, np.float32) / np.float32(s))
-                                     .astype(np.float64) + zp)
-                trace.raw[name] = q
-                trace.p[i] = p.detach().numpy().copy()
-                trace.m[name] = m.detach().numpy().copy()
-                source[name] = m
-                real[name] = straight_through(m, dequantize(q_new, s, zp))
-                q = q_new
-            elif name in sources:
-                source[name] = torch.from_numpy(dequantize(q, *_qp(g, name)))
             seen[name] = q
-            return q
+            for n in self._after.get(name, []):
+                fop = get_float_op(n.op, n)
+                if fop.writes_backbone:
+                    quantize_node(n)
+                    continue
+                if fop.reads_backbone:
+                    fv[n.output] = value_of(n.inputs[0]).reshape(self.model.shapes[n.output])
+                else:
+                    params = {k: self.param(f"{n.name}.{k}") for k in n.params}
+                    fv[n.output] = fop.torch_forward(n, [fv[i] for i in n.inputs], params)
+                trace.values[n.output] = fv[n.output].detach().numpy().copy()
+            return seen[name]
 
         run_int8(g, x_q, hook)
-        out = g.outputs[0]
-        feat = value_of(out).reshape(1, -1)
-        logits = feat @ self.param("head.weight").T + self.param("head.bias")
+        logits = fv[self.model.logits]
         trace.int8 = seen
-        trace.features = feat.detach().numpy().copy()
+        trace.features = value_of(g.outputs[0]).detach().numpy().reshape(1, -1).copy()
         trace.logits = logits.detach().numpy().copy()
         self.trace = trace
         return logits
