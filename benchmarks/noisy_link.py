@@ -46,7 +46,7 @@ def build(folder: Path) -> Path:
     import torch
 
     from examples.backbones import TinyIMU1D, randomize_batchnorm_stats, spread_init
-    from mcutl.train.build import compile_training
+    from mcutl.compile import compile_training
 
     torch.set_num_threads(1)
     model = randomize_batchnorm_stats(spread_init(TinyIMU1D(seed=1), seed=2), seed=3).eval()

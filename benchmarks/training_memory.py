@@ -32,9 +32,9 @@ from examples.backbones import (  # noqa: E402
     randomize_batchnorm_stats,
     spread_init,
 )
-from mcutl.codegen.backbone import plan_activations  # noqa: E402
+from mcutl.compile import compile_training  # noqa: E402
 from mcutl.ir.graph import Graph  # noqa: E402
-from mcutl.train.build import compile_training  # noqa: E402
+from mcutl.plan.lifetimes import plan_activations  # noqa: E402
 
 MODELS = {"TinyMBV2 (1x28x28)": (TinyMBV2, (1, 1, 28, 28), 10),
           "TinyIMU1D (6x100)": (TinyIMU1D, (1, 6, 100), 4)}

@@ -30,7 +30,8 @@ from examples.data import few_shot_split, load_digits28, load_mnist5k  # noqa: E
 from examples.determinism import state_dict_sha256  # noqa: E402
 from examples.pretrain import float_accuracy, pretrained_mbv2  # noqa: E402
 from mcutl.cli import main as mcutl_main  # noqa: E402
-from mcutl.train.build import compile_training  # noqa: E402
+from mcutl.compile import compile_training  # noqa: E402
+from mcutl.methods.repnet import connectors_of  # noqa: E402
 from mcutl.train.codegen import TrainOptions  # noqa: E402
 from mcutl.train.loop import plot_losses, train  # noqa: E402
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = json.loads((BUILD / "plan.json").read_text())
     size = plan["firmware_size"]
     console.print(
-        f"compiled in {time.perf_counter() - t0:.1f} s: connectors {tm.connectors}, "
+        f"compiled in {time.perf_counter() - t0:.1f} s: connectors {connectors_of(tm)}, "
         f"{gen.param_count} trainable parameters\n"
         f"memory plan: arena peak {plan['peak_bytes']:,} B (lower bound "
         f"{plan['lower_bound_bytes']:,} B), parameters + gradients + momentum + runtime "

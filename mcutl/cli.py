@@ -189,8 +189,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                           input_shape=shape, source_name=str(args.model))
         console.print((out / "report.md").read_text(), markup=False, highlight=False)
     else:
+        from mcutl.compile import compile_training
         from mcutl.methods import get_method
-        from mcutl.train.build import compile_training
         from mcutl.train.codegen import TrainOptions
 
         method = get_method(args.method)

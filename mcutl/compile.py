@@ -1,27 +1,35 @@
-"""`mcutl compile`: model -> quantised IR -> C -> firmware, all into one build folder.
+"""`mcutl compile`: the one compile driver, for inference and for training builds.
+
+model -> quantised IR -> (a training method's trainable graph) -> C -> plan and budget
+check -> firmware, all into one build folder:
 
 build/
-  model.tflite        the quantised backbone (the bit-exact reference for TFLite)
-  model.c, model.h, model_weights.c, model_weights.h   generated C
+  model.tflite        the frozen backbone, int8 (for training: cut before its classifier)
+  model.c, model.h / train.c, and model_weights.c, model_weights.h   generated C
   firmware.elf        for the board (no semihosting)
   firmware-qemu.elf   the same with semihosting (exit codes, fault reports) if the target has QEMU
   host/firmware       native build of the same generated C
-  build.json          what `mcutl run` / `verify` need: target, model hash, I/O quantisation
-  report.md, report.json   per-layer MACs / flash / activation bytes, memory totals
+  build.json          what `run` / `verify` / `train` need: target, model hash, I/O quantisation
+  plan.json, plan.png every buffer's offset, size and lifetime; peak vs lower bound; SRAM totals
+  report.md, report.json   (inference) per-layer MACs / flash / activation bytes
+  trainable.npz       (training) initial parameters, for the host reference
+
+Whether the build fits the target's SRAM is decided from the plan before any firmware
+is built.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcutl import __version__
-from mcutl.codegen.backbone import GeneratedBackbone, generate_backbone
 from mcutl.errors import McutlError
 from mcutl.firmware import runtime_sources
 from mcutl.ir.graph import Graph
@@ -29,7 +37,13 @@ from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
 from mcutl.toolchain import Firmware, FirmwareSpec, build_many
 
+if TYPE_CHECKING:
+    from mcutl.codegen.backbone import GeneratedBackbone
+    from mcutl.ir.trainable import TrainableModel
+    from mcutl.train.codegen import GeneratedTraining, TrainOptions
+
 INT8_DIR = RUNTIME_C / "src" / "int8"
+F32_DIR = RUNTIME_C / "src" / "f32"
 
 
 class CompileError(McutlError):
@@ -99,32 +113,167 @@ def load_calib(path: Path | None) -> np.ndarray | None:
         return np.asarray(npz[npz.files[0]])
 
 
-def model_spec(gen_dir: Path, name: str, semihosting: bool) -> FirmwareSpec:
+def model_hash(tflite_bytes: bytes, tm: TrainableModel | None = None,
+               options: TrainOptions | None = None) -> bytes:
+    """What HELLO carries: SHA-256 of the int8 backbone, and for a training build of its
+    initial trainable parameters, the method's options and the optimizer's."""
+    h = hashlib.sha256(tflite_bytes)
+    if tm is not None:
+        for name, arr in tm.parameters():
+            h.update(name.encode() + b"\0" + np.ascontiguousarray(arr, np.float32).tobytes())
+        h.update(json.dumps({"spec": tm.spec, "options": asdict(options) if options else {}},
+                            sort_keys=True, default=str).encode())
+    return h.digest()
+
+
+def firmware_spec(gen_dir: Path, name: str, semihosting: bool, training: bool) -> FirmwareSpec:
+    """The runtime, the generated C and the kernels it calls (float ones for training)."""
+    generated = ["train.c"] if training else ["model.c"]
+    kernels = [*sorted(INT8_DIR.glob("*.c"))]
+    if training:
+        kernels += sorted(F32_DIR.glob("*.c"))
     return FirmwareSpec(
         name=name,
-        sources=[
-            *runtime_sources(),
-            gen_dir / "model.c",
-            gen_dir / "model_weights.c",
-            *sorted(INT8_DIR.glob("*.c")),
-        ],
+        sources=[*runtime_sources(), *(gen_dir / g for g in generated),
+                 gen_dir / "model_weights.c", *kernels],
         include_dirs=[gen_dir],
         semihosting=semihosting,
     )
 
 
-def build_all(target: Target, out: Path) -> dict[str, Firmware]:
+def build_firmwares(target: Target, out: Path, training: bool) -> dict[str, Firmware]:
     """Board firmware, QEMU firmware (if the target has a model), host build, in parallel."""
     jobs: dict[str, tuple[Target, FirmwareSpec, Path]] = {}
-    host = load_target("host")
     if target.is_host:
-        jobs["host"] = (target, model_spec(out, "firmware", False), out / "host")
+        jobs["host"] = (target, firmware_spec(out, "firmware", False, training), out / "host")
     else:
-        jobs["board"] = (target, model_spec(out, "firmware", False), out)
+        jobs["board"] = (target, firmware_spec(out, "firmware", False, training), out)
         if target.has_qemu:
-            jobs["qemu"] = (target, model_spec(out, "firmware-qemu", True), out)
-        jobs["host"] = (host, model_spec(out, "firmware", False), out / "host")
+            jobs["qemu"] = (target, firmware_spec(out, "firmware-qemu", True, training), out)
+        jobs["host"] = (load_target("host"), firmware_spec(out, "firmware", False, training),
+                        out / "host")
     return build_many(jobs)
+
+
+@dataclass
+class Compiled:
+    """What one compile produced (also written to the build folder)."""
+
+    info: BuildInfo
+    graph: Graph  # the quantised model as imported
+    gen: GeneratedBackbone | GeneratedTraining
+    firmware: dict[str, Firmware]
+    tm: TrainableModel | None = None
+
+
+def compile_model(
+    model: Any,
+    target_name: str,
+    out: Path,
+    *,
+    calib: np.ndarray | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    method: str | None = None,
+    num_classes: int = 0,
+    spec: Any = None,
+    cut: str | None = None,
+    options: TrainOptions | None = None,
+    source_name: str = "",
+    head_from_classifier: bool = False,
+) -> Compiled:
+    """The whole pipeline. ``method`` None: inference of the backbone; else a registered
+    training method (mcutl/methods/) with its ``spec`` (default options if None)."""
+    from mcutl.codegen.backbone import generate_backbone
+    from mcutl.plan.budget import RUNTIME_STATIC_BYTES, check_budget, training_static_bytes
+    from mcutl.plan.report import plan_json, plot_plan
+    from mcutl.tflite.export import export_tflite
+
+    t0 = time.perf_counter()
+    target = load_target(target_name)
+    graph = load_and_quantize(model, calib, input_shape)
+    tm = None
+    gen: GeneratedBackbone | GeneratedTraining
+    if method is None:
+        tfl = export_tflite(graph)
+        gen = generate_backbone(graph, tfl, target.name)
+        h = gen.model_hash
+        static = RUNTIME_STATIC_BYTES
+        budget = check_budget(target, gen.plan, static, what="the backbone's inference",
+                              static_what="runtime")
+        steps = len(graph.nodes) + 1
+        extra: dict[str, Any] = {}
+        forward_calls = steps
+    else:
+        from mcutl.methods import get_method
+        from mcutl.methods.common import classifier_head
+        from mcutl.train.codegen import TrainOptions, generate_training
+
+        options = options or TrainOptions()
+        m = get_method(method)
+        tm = m.build(graph, num_classes, spec if spec is not None else m.spec(), cut)
+        if head_from_classifier:
+            head = classifier_head(graph, num_classes)
+            if head is None or not any(n.name == "head" for n in tm.nodes):
+                raise CompileError(
+                    f"--head-from-classifier: the model has no {num_classes}-class linear "
+                    "classifier at its output to start the head from")
+            tm.node("head").params = {"weight": head[0], "bias": head[1]}
+        tfl = export_tflite(tm.backbone)
+        h = model_hash(tfl, tm, options)
+        gen = generate_training(tm, h, target.name, options)
+        static = training_static_bytes(gen.param_count, gen.opt_state_count)
+        budget = check_budget(
+            target, gen.plan, static, what="the training step",
+            static_what="parameters/gradients/optimizer state and runtime",
+            advice=", ".join(a for a in (m.fit_advice, "SGD instead of Adam") if a))
+        steps = len(gen.program.ctx.calls)
+        forward_calls = gen.program.forward_end
+        extra = {
+            "param_count": gen.param_count,
+            "params": [{"name": n, "offset": o, "count": c} for n, o, c in gen.param_layout],
+            "probes": [{"name": q.name, "bytes": q.nbytes} for q in gen.program.ctx.probes],
+            "optimizer": asdict(gen.options),
+        }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.tflite").write_bytes(tfl)
+    for name, text in gen.files.items():
+        (out / name).write_text(text)
+    if tm is not None:
+        np.savez(out / "trainable.npz", **{n: a for n, a in tm.parameters()})
+    fws = build_firmwares(target, out, training=tm is not None)
+    backbone = tm.backbone if tm is not None else graph
+    tin = backbone.tensors[backbone.inputs[0]]
+    tout = backbone.tensors[backbone.outputs[0]]
+    assert tin.quant is not None and tout.quant is not None
+    info = BuildInfo(
+        mcutl_version=__version__, target=target.name, model_hash=h.hex(),
+        source=source_name or str(model), source_layout=graph.source_layout,
+        input_shape_nhwc=list(tin.shape), input_scale=float(tin.quant.scale[0]),
+        input_zero_point=int(tin.quant.zero_point[0]),
+        output_shape_nhwc=list(tout.shape) if tm is None else [1, tm.num_classes],
+        output_scale=float(tout.quant.scale[0]) if tm is None else 0.0,
+        output_zero_point=int(tout.quant.zero_point[0]) if tm is None else 0,
+        arena_bytes=gen.plan.arena_size(),
+        firmware={k: str(fw.elf.relative_to(out)) for k, fw in fws.items()},
+        firmware_build_ids={k: fw.build_id for k, fw in fws.items()},
+    )
+    if tm is not None:
+        from mcutl.ir.trainable import describe
+
+        info.method, info.num_classes = tm.method, tm.num_classes
+        info.training = {"options": asdict(options) if options else {}, "model": describe(tm),
+                         "param_count": gen.param_count,  # type: ignore[union-attr]
+                         "compile_seconds": round(time.perf_counter() - t0, 2)}
+    info.save(out)
+    plan = plan_json(gen.plan, target, budget, static, fws, steps, forward_calls, extra)
+    (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
+    plot_plan(plan, out / "plan.png", "training step" if tm is not None else "inference")
+    if tm is None:
+        from mcutl.report import write_reports
+
+        write_reports(out, target, graph, gen, fws,  # type: ignore[arg-type]
+                      seconds=time.perf_counter() - t0)
+    return Compiled(info, graph, gen, fws, tm)
 
 
 def compile_backbone(
@@ -135,38 +284,31 @@ def compile_backbone(
     input_shape: tuple[int, ...] | None = None,
     source_name: str = "",
 ) -> tuple[BuildInfo, GeneratedBackbone, dict[str, Firmware]]:
-    """The whole inference-only pipeline; returns what was built."""
-    from mcutl.report import write_reports
-    from mcutl.tflite.export import export_tflite
+    """Inference of the frozen backbone (``compile_model`` without a method)."""
+    c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
+                      source_name=source_name)
+    return c.info, c.gen, c.firmware  # type: ignore[return-value]
 
-    t0 = time.perf_counter()
-    target = load_target(target_name)
-    graph = load_and_quantize(model, calib, input_shape)
-    tfl = export_tflite(graph)
-    gen = generate_backbone(graph, tfl, target.name)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.tflite").write_bytes(tfl)
-    for name, text in gen.files.items():
-        (out / name).write_text(text)
-    fws = build_all(target, out)
-    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    assert tin.quant is not None and tout.quant is not None
-    info = BuildInfo(
-        mcutl_version=__version__,
-        target=target.name,
-        model_hash=gen.model_hash.hex(),
-        source=source_name or str(model),
-        source_layout=graph.source_layout,
-        input_shape_nhwc=list(tin.shape),
-        input_scale=float(tin.quant.scale[0]),
-        input_zero_point=int(tin.quant.zero_point[0]),
-        output_shape_nhwc=list(tout.shape),
-        output_scale=float(tout.quant.scale[0]),
-        output_zero_point=int(tout.quant.zero_point[0]),
-        arena_bytes=gen.plan.arena_size(),
-        firmware={k: str(fw.elf.relative_to(out)) for k, fw in fws.items()},
-        firmware_build_ids={k: fw.build_id for k, fw in fws.items()},
-    )
-    info.save(out)
-    write_reports(out, target, graph, gen, fws, seconds=time.perf_counter() - t0)
-    return info, gen, fws
+
+def compile_training(
+    model: Any,
+    target_name: str,
+    out: Path,
+    *,
+    num_classes: int,
+    calib: np.ndarray | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    spec: Any = None,
+    method: str = "repnet",
+    cut: str | None = None,
+    options: TrainOptions | None = None,
+    source_name: str = "",
+    head_from_classifier: bool = False,
+) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
+    """A firmware that trains with ``method`` (``compile_model`` with a method)."""
+    c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
+                      method=method, num_classes=num_classes, spec=spec, cut=cut,
+                      options=options, source_name=source_name,
+                      head_from_classifier=head_from_classifier)
+    assert c.tm is not None
+    return c.info, c.tm, c.gen, c.firmware  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from mcutl.ir import Graph, GraphError, Node, QuantParams, Tensor, from_ir_layou
 from mcutl.ir.interp import run_f32
 from mcutl.ir.passes import legalize, simplify
 from mcutl.ops import UnsupportedOpError
+from mcutl.ops.validate import validate_graph
 
 
 def small_graph() -> Graph:
@@ -44,7 +45,7 @@ def small_graph() -> Graph:
 
 def test_lookups_and_activations() -> None:
     g = small_graph()
-    g.validate()
+    validate_graph(g)
     assert g.producer("c").name == "conv" and g.producer("x") is None
     assert [n.name for n in g.consumers("c")] == ["bn"]
     assert g.activations() == ["x", "c", "bn", "r", "p", "f", "y"]
@@ -83,18 +84,18 @@ def test_validate_reports_broken_invariants(breakage, match) -> None:
     g = small_graph()
     breakage(g)
     with pytest.raises(GraphError, match=match):
-        g.validate()
+        validate_graph(g)
 
 
 def test_validate_rejects_unknown_op_and_bad_attrs() -> None:
     g = small_graph()
     g.nodes[3].op = "softmax"
     with pytest.raises(UnsupportedOpError, match="'softmax' at node 'gap'.*Supported ops: add"):
-        g.validate()
+        validate_graph(g)
     g = small_graph()
     g.nodes[0].attrs["dilation"] = (2, 2)
     with pytest.raises(UnsupportedOpError, match=r"dilation \(2, 2\)"):
-        g.validate()
+        validate_graph(g)
 
 
 def test_simplify_folds_batchnorm_and_fuses_relu6_preserving_results() -> None:
@@ -102,7 +103,7 @@ def test_simplify_folds_batchnorm_and_fuses_relu6_preserving_results() -> None:
     x = np.random.default_rng(1).standard_normal((3, 5, 5, 2)).astype(np.float32)
     before = run_f32(g, x)["y"]
     simplify(g)
-    g.validate()
+    validate_graph(g)
     assert [n.op for n in g.nodes] == ["conv2d", "global_avgpool", "reshape", "linear"]
     assert g.nodes[0].attrs["act"] == "relu6"
     np.testing.assert_allclose(run_f32(g, x)["y"], before, rtol=1e-5, atol=1e-6)
@@ -116,7 +117,7 @@ def test_legalize_turns_standalone_batchnorm_into_depthwise_conv() -> None:
     simplify(g)
     assert "batchnorm" in [n.op for n in g.nodes]
     legalize(g)
-    g.validate()
+    validate_graph(g)
     ops = [n.op for n in g.nodes]
     assert "batchnorm" not in ops and ops.count("conv2d") == 2
     assert g.nodes[1].attrs["groups"] == 4 and g.nodes[1].attrs["act"] == "relu6"

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mcutl.ir import Graph, Node, Tensor
 from mcutl.ops import REGISTRY, OpDef, QuantRule, UnsupportedOpError, get_op, supported_ops
 from mcutl.ops.conv import conv_kind
+from mcutl.ops.validate import validate_graph
 
 CANONICAL = {"conv2d", "batchnorm", "relu", "relu6", "add", "avgpool2d", "maxpool2d",
              "global_avgpool", "reshape", "linear", "concat"}
@@ -124,7 +125,7 @@ def _conv_graph(c_in: int, c_out: int, k: int, groups: int, stride: int = 1) -> 
     (4, 8, 3, 2, "grouped")])
 def test_conv_kind_and_memory(c_in, c_out, k, groups, kind) -> None:
     g = _conv_graph(c_in, c_out, k, groups)
-    g.validate()
+    validate_graph(g)
     node = g.nodes[0]
     assert conv_kind(node, g) == kind
     op = REGISTRY["conv2d"]
@@ -136,4 +137,4 @@ def test_conv_rejects_groups_that_do_not_divide() -> None:
     g = _conv_graph(4, 6, 3, 2)
     g.nodes[0].attrs["groups"] = 3
     with pytest.raises(UnsupportedOpError, match="groups=3"):
-        g.validate()
+        validate_graph(g)

@@ -32,6 +32,7 @@ from mcutl.methods.repnet import (
 from mcutl.ops import get_op
 from mcutl.ops.f32.base import pair as as_pair
 from mcutl.ops.f32.layers import nearest_indices
+from mcutl.ops.validate import validate_graph
 from mcutl.quant import fixedpoint as fp
 from mcutl.quant.int8_exec import run_int8
 from mcutl.verify.reference import TorchReference, dequantize
@@ -229,7 +230,7 @@ def _graph(nodes: list[tuple[str, str, list[str], str, dict]], shapes: dict[str,
             tensors[name] = Tensor(name, data.shape, "int32", data, q)
     g = Graph(tensors, [Node(n, op, ins, [out], attrs) for n, op, ins, out, attrs in nodes],
               ["x"], [nodes[-1][3]])
-    g.validate()
+    validate_graph(g)
     return g
 
 

@@ -14,12 +14,13 @@ import torch
 
 from examples.backbones import TinyIMU1D, TinyMBV2, randomize_batchnorm_stats, spread_init
 from mcutl.cli import main
+from mcutl.compile import compile_training
 from mcutl.link.session import open_session
 from mcutl.link.trainer import TrainDevice
 from mcutl.methods.repnet import connectors_of
+from mcutl.plan.budget import MemoryBudgetError, check_budget
 from mcutl.quant.int8_exec import run_int8
 from mcutl.targets import load_target
-from mcutl.train.build import MemoryBudgetError, check_budget, compile_training
 from mcutl.verify.harness import load_trainable, random_samples, verify
 from tests.conftest import needs_qemu
 
@@ -133,7 +134,7 @@ def test_memory_budget_error_names_the_largest_tensors(trained) -> None:  # noqa
     small = dataclasses.replace(t, memory=dataclasses.replace(t.memory, sram_bytes=16384))
     with pytest.raises(MemoryBudgetError, match="needs .* B of SRAM on stm32f405 but it has "
                                                 "16384 B.*Largest arena buffers"):
-        check_budget(small, gen)
+        check_budget(small, gen.plan, 40000, what="the training step", static_what="static")
 
 
 def test_cli_compile_repnet_from_onnx_and_verify(tmp_path: Path,
@@ -182,10 +183,10 @@ def test_cli_repnet_needs_num_classes(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def _rebuild_host(build: Path) -> None:
+    from mcutl.compile import firmware_spec
     from mcutl.toolchain import build_many
-    from mcutl.train.build import train_spec
 
-    build_many({"host": (load_target("host"), train_spec(build, "firmware", False),
+    build_many({"host": (load_target("host"), firmware_spec(build, "firmware", False, True),
                          build / "host")})
 
 

@@ -12,11 +12,11 @@ import torch
 
 from examples.backbones import TinyIMU1D, randomize_batchnorm_stats, spread_init
 from mcutl.cli import main
+from mcutl.compile import compile_training
 from mcutl.link.session import open_session
 from mcutl.link.trainer import TrainDevice
 from mcutl.run import prepare_inputs
 from mcutl.targets import load_target
-from mcutl.train.build import compile_training
 from mcutl.train.codegen import TrainOptions
 from mcutl.train.loop import load_state
 from mcutl.verify.harness import load_trainable

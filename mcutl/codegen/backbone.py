@@ -18,6 +18,7 @@ from mcutl.ir.graph import Graph
 from mcutl.ops.base import get_op
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.lifetimes import plan_activations
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -48,39 +49,6 @@ class GeneratedBackbone:
     total_macs: int
     weight_table_bytes: int  # all flash tables
     raw_param_bytes: int  # int8 weights + int32 biases + (multiplier, shift) pairs
-
-
-def plan_activations(graph: Graph) -> tuple[ArenaPlanner, dict[str, str]]:
-    """Lifetimes of every activation in node order; alias ops share their input's buffer.
-
-    Step 0 is "before the first node" (the input is written), node i runs at step i+1,
-    and the graph outputs stay live one step after the last node (they are read out).
-    """
-    root: dict[str, str] = {t: t for t in graph.inputs}
-    first: dict[str, int] = {t: 0 for t in graph.inputs}
-    last: dict[str, int] = {t: 0 for t in graph.inputs}
-    for i, node in enumerate(graph.nodes, start=1):
-        op = get_op(node.op, node)
-        for t in node.inputs:
-            if t and not graph.tensors[t].is_const:
-                last[root[t]] = max(last[root[t]], i)
-        for o in node.outputs:
-            if getattr(op, "c_alias", False):
-                root[o] = root[node.inputs[0]]
-                last[root[o]] = max(last[root[o]], i)
-            else:
-                root[o] = o
-                first[o] = last[o] = i
-    end = len(graph.nodes) + 1
-    for t in graph.outputs:
-        last[root[t]] = end
-    planner = ArenaPlanner(alignment=16)
-    for t, r in root.items():
-        if t == r:
-            planner.add_buffer(t, graph.tensors[t].nbytes, first[t], last[t])
-    planner.plan()
-    planner.check_no_overlap()
-    return planner, root
 
 
 def model_hash(tflite_bytes: bytes) -> bytes:

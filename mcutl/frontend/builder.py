@@ -23,6 +23,7 @@ from mcutl.ir.graph import Graph, Node, Tensor
 from mcutl.ir.passes import simplify
 from mcutl.ops import UnsupportedOpError, get_op
 from mcutl.ops._window import trim_after
+from mcutl.ops.validate import validate_graph
 
 LAYOUT_OF_RANK = {4: "NCHW", 3: "NCL", 2: "NC"}
 
@@ -339,7 +340,7 @@ class GraphBuilder:
             g.outputs.append(v.ir)
         g.prune()
         simplify(g)
-        g.validate()
+        validate_graph(g)
         return g
 
 

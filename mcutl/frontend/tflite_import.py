@@ -19,6 +19,7 @@ from mcutl.frontend.tflite_reader import TfModel, TfOperator, TfTensor, read_tfl
 from mcutl.ir.graph import Graph, Node, QuantParams, Tensor
 from mcutl.ops import UnsupportedOpError
 from mcutl.ops._window import trim_after
+from mcutl.ops.validate import validate_graph
 from mcutl.tflite.builder import compute_padding
 
 _ACTS = {"NONE": "none", "RELU": "relu", "RELU6": "relu6"}
@@ -122,7 +123,7 @@ class _Importer:
         self.g.outputs = [self.name(i) for i in self.m.outputs]
         if len(self.g.tensors[self.g.inputs[0]].shape) == 2:
             self.g.source_layout = "NC"
-        self.g.validate()
+        validate_graph(self.g)
         return self.g
 
     def _boundary(self, ops: list[TfOperator]) -> list[TfOperator]:

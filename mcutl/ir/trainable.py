@@ -61,11 +61,9 @@ class TrainableModel:
         return next((n for n in self.nodes if n.output == value), None)
 
     def parameters(self) -> list[tuple[str, np.ndarray]]:
-        """(name, array) of every trainable tensor, node by node."""
-        from mcutl.ops.f32 import get_float_op
-
-        return [(f"{n.name}.{k}", n.params[k]) for n in self.nodes
-                for k in get_float_op(n.op, n).param_order(n)]
+        """(name, array) of every trainable tensor, node by node, each node's in the
+        order of its ``params`` dict."""
+        return [(f"{n.name}.{k}", a) for n in self.nodes for k, a in n.params.items()]
 
     def parameter_count(self) -> int:
         return int(sum(a.size for _, a in self.parameters()))
@@ -93,7 +91,7 @@ def describe(tm: TrainableModel) -> dict[str, Any]:
         "shapes": {k: list(v) for k, v in tm.shapes.items()},
         "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs), "output": n.output,
                    "attrs": {k: _jsonable(v) for k, v in n.attrs.items()},
-                   "params": sorted(n.params)} for n in tm.nodes],
+                   "params": list(n.params)} for n in tm.nodes],
     }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from mcutl.errors import McutlError
 from mcutl.ir.graph import Graph, Node, Tensor
 from mcutl.ir.trainable import TNode
+from mcutl.ops.validate import validate_graph
 
 
 class MethodError(McutlError):
@@ -44,7 +45,7 @@ def cut_classifier(graph: Graph, cut: str | None = None) -> Graph:
         g.nodes.append(Node(g.unique_name("features_flatten"), "reshape", [feat], [flat.name],
                             {"shape": (1, t.size)}))
         g.outputs = [flat.name]
-    g.validate()
+    validate_graph(g)
     return g
 
 
@@ -111,3 +112,22 @@ def head_nodes(g: Graph, num_classes: int, seed: int) -> tuple[list[TNode],
              TNode("head", "linear", ["features_f"], "logits", {},
                    {"weight": w, "bias": b})]
     return nodes, {"features_f": (1, c), "logits": (1, num_classes)}
+
+
+def classifier_head(graph: Graph, num_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The backbone's own classifier, dequantised, if it is a (num_classes, C) linear layer
+    at the graph output: a head that starts where the pre-trained model was."""
+    out = graph.outputs[0]
+    node = graph.producer(out)
+    if node is None or len(node.inputs) != 3:
+        return None
+    w, b = graph.tensors[node.inputs[1]], graph.tensors[node.inputs[2]]
+    x = graph.tensors[node.inputs[0]]
+    if (w.data is None or b.data is None or w.quant is None or x.quant is None
+            or len(w.shape) != 2 or w.shape[0] != num_classes):
+        return None
+    s_w = np.asarray(w.quant.scale, np.float32).reshape(-1, 1)
+    weight = (s_w * w.data.astype(np.float32)).astype(np.float32)
+    bias = (b.data.astype(np.float64) * float(x.quant.scale[0]) * s_w.reshape(-1)).astype(
+        np.float32)
+    return weight, bias

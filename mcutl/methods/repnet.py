@@ -283,7 +283,7 @@ def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def _norm(name: str, spec: RepNetSpec, src: str, shape: tuple[int, ...],
           gamma: float) -> TNode:
     c = shape[3]
-    params = {"gamma": np.full(c, gamma, np.float32), "beta": np.zeros(c, np.float32)}
+    params = {"beta": np.zeros(c, np.float32), "gamma": np.full(c, gamma, np.float32)}
     if spec.norm == "groupnorm":
         attrs = {"groups": group_norm_groups(c), "eps": float(spec.eps)}
         return TNode(name, "groupnorm", [src], f"{name}_out", attrs, params)

@@ -14,7 +14,7 @@ from mcutl.quant import fixedpoint as fp
 if TYPE_CHECKING:
     import torch
 
-    from mcutl.tflite.export import LoweringContext
+    from mcutl.ops.base import LoweringContext
 
 
 @register

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -30,10 +30,26 @@ from mcutl.ir.graph import Graph, Node
 if TYPE_CHECKING:
     import torch
 
-    from mcutl.tflite.export import LoweringContext
-
 Shape = tuple[int, ...]
 ACTIVATIONS = ("none", "relu", "relu6")
+
+
+class LoweringContext(Protocol):
+    """What an op's ``lower_tflite`` writes into (mcutl.tflite.export implements it; the
+    ops see only this interface, so they import nothing from tflite/)."""
+
+    graph: Graph
+
+    def tensor(self, name: str) -> int: ...
+
+    def const(self, name: str, data: np.ndarray, scale: np.ndarray | None,
+              zero_point: np.ndarray | None, quantized_dimension: int = 0) -> int: ...
+
+    def op(self, op: str, inputs: list[int], outputs: list[int], **options: object) -> None: ...
+
+    def window_input(self, node: Node, x_name: str, kh: int, kw: int, sh: int, sw: int,
+                     pad: tuple[int, int, int, int], pad_value: str | None = "zero_point"
+                     ) -> tuple[int, str]: ...
 
 
 class UnsupportedOpError(ValueError):

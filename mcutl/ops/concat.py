@@ -17,7 +17,7 @@ from mcutl.ops.base import OpDef, QuantRule, Shape, register
 if TYPE_CHECKING:
     import torch
 
-    from mcutl.tflite.export import LoweringContext
+    from mcutl.ops.base import LoweringContext
 
 
 @register

@@ -24,7 +24,7 @@ from mcutl.quant import fixedpoint as fp
 if TYPE_CHECKING:
     import torch
 
-    from mcutl.tflite.export import LoweringContext
+    from mcutl.ops.base import LoweringContext
 
 
 def conv_kind(node: Node, graph: Graph) -> str:

@@ -18,6 +18,7 @@ from mcutl.ir.graph import Graph, Node
 from mcutl.ir.passes import legalize
 from mcutl.ops import QuantRule, UnsupportedOpError, get_op
 from mcutl.ops._const import private_const
+from mcutl.ops.validate import validate_graph
 from mcutl.quant.calibrate import calibrate
 from mcutl.quant.qparams import activation_params, quantize_bias, quantize_weight
 
@@ -28,7 +29,7 @@ def quantize(graph: Graph, calib: np.ndarray) -> Graph:
         raise ValueError("the graph is already (partly) quantised; quantize() takes a float "
                          "graph")
     g = legalize(graph.copy())
-    g.validate()
+    validate_graph(g)
     ranges = calibrate(g, calib)
     groups = tie_groups(g)
     span: dict[str, tuple[float, float]] = {}
@@ -41,7 +42,7 @@ def quantize(graph: Graph, calib: np.ndarray) -> Graph:
         t.dtype, t.quant = "int8", activation_params(*span[root])
     for node in g.nodes:
         _quantize_constants(g, node)
-    g.validate()
+    validate_graph(g)
     return g
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from mcutl.ir.graph import Graph, Node
 from mcutl.ops import UnsupportedOpError, get_op
+from mcutl.ops.validate import validate_graph
 from mcutl.tflite.builder import TFLiteBuilder, compute_padding, explicit_output_size
 
 
@@ -93,7 +94,7 @@ class LoweringContext:
 
 def export_tflite(graph: Graph) -> bytes:
     """Serialise a (normally quantised) IR graph as a .tflite flatbuffer."""
-    graph.validate()
+    validate_graph(graph)
     ctx = LoweringContext(graph)
     inputs = [ctx.tensor(name) for name in graph.inputs]
     for node in graph.nodes:

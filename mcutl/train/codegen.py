@@ -13,6 +13,7 @@ from mcutl.codegen.context import KernelCall
 from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.lifetimes import plan_buffers
 from mcutl.train.step import StepProgram, build_step
 
 _env = jinja2.Environment(
@@ -58,20 +59,7 @@ class GeneratedTraining:
 def plan_step(prog: StepProgram) -> ArenaPlanner:
     """Every buffer of the step in one arena. The input stays live for the whole step
     (SAMPLE writes it before STEP and INFER read it)."""
-    ctx = prog.ctx
-    end = len(ctx.calls)
-    planner = ArenaPlanner(alignment=8)
-    input_key = prog.input_sym.strip("$")
-    for key, buf in ctx.buffers.items():
-        if buf.last < 0:  # declared, never used
-            continue
-        first, last = buf.first, buf.last
-        if key == input_key:
-            first, last = 0, end
-        planner.add_buffer(key, buf.nbytes, first, last)
-    planner.plan()
-    planner.check_no_overlap()
-    return planner
+    return plan_buffers(prog.ctx.buffers, len(prog.ctx.calls), (prog.input_sym.strip("$"),))
 
 
 def _indexed(calls: list[KernelCall], start: int,

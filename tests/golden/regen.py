@@ -38,10 +38,10 @@ def _inference(name: str) -> dict[str, str]:
 
 
 def _training(name: str, num_classes: int) -> dict[str, str]:
+    from mcutl.compile import model_hash
     from mcutl.frontend.load import load_model
     from mcutl.methods.repnet import RepNetSpec, build_repnet
     from mcutl.tflite.export import export_tflite
-    from mcutl.train.build import model_hash
     from mcutl.train.codegen import TrainOptions, generate_training
 
     graph = load_model(INPUTS / f"{name}.tflite")

@@ -4,7 +4,6 @@ every pass.
 A ``FloatOp`` answers, for one ``TNode`` of its op:
 
 - ``infer_shape``     its output shape from its input shapes and attrs
-- ``param_order``     the order of its trainable tensors in ``parameters()``
 - ``torch_forward``   the PyTorch reference (NHWC torch tensors; autograd is its
                       backward), used by mcutl.verify.reference
 - ``lower_forward`` / ``lower_backward``  its kernel calls in the training step: the
@@ -42,7 +41,6 @@ class FloatOpError(ValueError):
 
 class FloatOp:
     name: ClassVar[str] = ""
-    params: ClassVar[tuple[str, ...]] = ()  # trainable tensors, in parameters() order
     grad_alias: ClassVar[tuple[int, ...]] = ()  # inputs whose gradient is the output's
     writes_backbone: ClassVar[bool] = False
     reads_backbone: ClassVar[bool] = False  # input 0 is a backbone int8 tensor
@@ -52,9 +50,6 @@ class FloatOp:
 
     def infer_shape(self, node: TNode, in_shapes: Sequence[Shape]) -> Shape:
         return in_shapes[0]
-
-    def param_order(self, node: TNode) -> tuple[str, ...]:
-        return tuple(sorted(node.params)) if not self.params else self.params
 
     def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
                       params: dict[str, torch.Tensor]) -> torch.Tensor:

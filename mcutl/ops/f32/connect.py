@@ -100,7 +100,6 @@ class Add(FloatOp):
 @register
 class Linear(FloatOp):
     name = "linear"
-    params = ("weight", "bias")
 
     def infer_shape(self, node: TNode, in_shapes: Sequence[Shape]) -> Shape:
         w = node.params["weight"].shape

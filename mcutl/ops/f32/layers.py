@@ -74,7 +74,6 @@ class AvgPool(FloatOp):
 @register
 class Conv(FloatOp):
     name = "conv"
-    params = ("weight",)
 
     def infer_shape(self, node: TNode, in_shapes: Sequence[Shape]) -> Shape:
         x = in_shapes[0]

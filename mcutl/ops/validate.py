@@ -1,8 +1,10 @@
-"""Structural checks of an IR graph; shapes are checked against the op registry."""
+"""Structural checks of an IR graph; shapes are checked against the op registry (so this
+lives with the ops: mcutl.ir imports nothing from mcutl.ops)."""
 
 from __future__ import annotations
 
 from mcutl.ir.graph import DTYPES, SOURCE_LAYOUTS, Graph, GraphError, Node, Tensor
+from mcutl.ops.base import get_op
 
 
 def validate_graph(graph: Graph) -> None:
@@ -13,8 +15,6 @@ def validate_graph(graph: Graph) -> None:
     carry params of matching shape; every op is registered, accepts its attrs,
     and its shape rule reproduces the stored output shapes.
     """
-    from mcutl.ops import get_op
-
     if graph.source_layout not in SOURCE_LAYOUTS:
         raise GraphError(f"source_layout {graph.source_layout!r} not in {SOURCE_LAYOUTS}")
     for name, t in graph.tensors.items():

@@ -1,0 +1,69 @@
+"""Buffer lifetimes and their arena plan, for both kinds of build.
+
+- inference: every activation of the backbone, node by node (``plan_activations``);
+- training: every buffer the step's kernel calls touch, call by call (``plan_buffers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from mcutl.ir.graph import Graph
+from mcutl.ops.base import get_op
+from mcutl.plan.arena import ArenaPlanner
+
+
+class UsedBuffer(Protocol):
+    nbytes: int
+    first: int
+    last: int
+
+
+def plan_activations(graph: Graph) -> tuple[ArenaPlanner, dict[str, str]]:
+    """Lifetimes of every activation in node order; alias ops share their input's buffer.
+
+    Step 0 is "before the first node" (the input is written), node i runs at step i+1,
+    and the graph outputs stay live one step after the last node (they are read out).
+    """
+    root: dict[str, str] = {t: t for t in graph.inputs}
+    first: dict[str, int] = {t: 0 for t in graph.inputs}
+    last: dict[str, int] = {t: 0 for t in graph.inputs}
+    for i, node in enumerate(graph.nodes, start=1):
+        op = get_op(node.op, node)
+        for t in node.inputs:
+            if t and not graph.tensors[t].is_const:
+                last[root[t]] = max(last[root[t]], i)
+        for o in node.outputs:
+            if getattr(op, "c_alias", False):
+                root[o] = root[node.inputs[0]]
+                last[root[o]] = max(last[root[o]], i)
+            else:
+                root[o] = o
+                first[o] = last[o] = i
+    end = len(graph.nodes) + 1
+    for t in graph.outputs:
+        last[root[t]] = end
+    planner = ArenaPlanner(alignment=16)
+    for t, r in root.items():
+        if t == r:
+            planner.add_buffer(t, graph.tensors[t].nbytes, first[t], last[t])
+    planner.plan()
+    planner.check_no_overlap()
+    return planner, root
+
+
+def plan_buffers(buffers: Mapping[str, UsedBuffer], calls: int,
+                 whole_step: tuple[str, ...] = ()) -> ArenaPlanner:
+    """Every buffer of a training step in one arena, live from the first to the last call
+    that touches it; ``whole_step`` buffers live for all ``calls`` (the input: SAMPLE
+    writes it before STEP and INFER read it). Declared but unused buffers get no space."""
+    planner = ArenaPlanner(alignment=8)
+    for key, buf in buffers.items():
+        if buf.last < 0:
+            continue
+        first, last = (0, calls) if key in whole_step else (buf.first, buf.last)
+        planner.add_buffer(key, buf.nbytes, first, last)
+    planner.plan()
+    planner.check_no_overlap()
+    return planner
