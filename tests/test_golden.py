@@ -19,3 +19,20 @@ def test_the_comparison_sees_a_one_byte_change() -> None:
     problems = regen.compare(outputs)
     assert len(problems) == 1 and problems[0].startswith("mbv2-repnet/train.c changed")
     assert "\n+        return 1; /* probe point 0 */" in problems[0]  # the diff shows the line
+
+
+def test_the_generated_c_does_not_depend_on_the_host_cpu() -> None:
+    """The same compile on another CPU gives the same firmware: regenerated in processes
+    whose torch runs other CPU kernels (ATEN_CPU_CAPABILITY) and thread counts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for cap, threads in (("default", "1"), ("avx2", "2")):
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": threads,
+               "PYTHONPATH": str(root)}
+        res = subprocess.run([sys.executable, "-m", "tests.golden.regen", "--check"],
+                             cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, (cap, res.stdout[-3000:], res.stderr[-2000:])

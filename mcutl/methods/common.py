@@ -5,12 +5,14 @@ new linear head on its features (a ``dequantize`` of the feature tensor and a
 from __future__ import annotations
 
 import difflib
+import math
 
 import numpy as np
 
 from mcutl.errors import McutlError
 from mcutl.ir.graph import Graph, Node, Tensor
 from mcutl.ir.trainable import TNode
+from mcutl.ops import get_op
 from mcutl.ops.validate import validate_graph
 
 
@@ -88,14 +90,15 @@ def _auto_features(g: Graph) -> str:
 
 
 def linear_head_init(c: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch nn.Linear's default init (U(+-1/sqrt(C)) via kaiming_uniform) from ``seed``."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        lin = torch.nn.Linear(c, num_classes)
-    return (lin.weight.detach().numpy().astype(np.float32).copy(),
-            lin.bias.detach().numpy().astype(np.float32).copy())
+    """nn.Linear's default distribution, U(-1/sqrt(C), 1/sqrt(C)) for weight and bias,
+    drawn with numpy from ``seed``: the same bits on every machine (torch's uniform_
+    rounds differently per CPU capability, which changed the firmware from one machine
+    to the next)."""
+    rng = np.random.default_rng([seed, 0x4EAD])
+    bound = 1.0 / np.sqrt(c)
+    w = rng.uniform(-bound, bound, (num_classes, c)).astype(np.float32)
+    b = rng.uniform(-bound, bound, num_classes).astype(np.float32)
+    return w, b
 
 
 def head_nodes(g: Graph, num_classes: int, seed: int) -> tuple[list[TNode],
@@ -131,3 +134,104 @@ def classifier_head(graph: Graph, num_classes: int) -> tuple[np.ndarray, np.ndar
     bias = (b.data.astype(np.float64) * float(x.quant.scale[0]) * s_w.reshape(-1)).astype(
         np.float32)
     return weight, bias
+
+
+# ---------------------------------------------------------------------------- graph
+
+def boundaries(graph: Graph) -> list[str]:
+    """Activations every input-to-output path passes through (no residual skip crosses
+    them): in node order, the tensors that are the only live activation right after
+    their producer. Excludes the graph input and outputs."""
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    last_use: dict[str, int] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            if i and not graph.tensors[i].is_const:
+                last_use[i] = order[n.name]
+    end = len(graph.nodes)
+    for o in graph.outputs:
+        last_use[o] = end
+    produced_at = {graph.inputs[0]: -1} if graph.inputs else {}
+    for n in graph.nodes:
+        for o in n.outputs:
+            produced_at[o] = order[n.name]
+    out = []
+    for n in graph.nodes:
+        p = order[n.name]
+        live = [t for t, at in produced_at.items() if at <= p and last_use.get(t, -2) > p]
+        if len(live) == 1 and live[0] in n.outputs and live[0] not in graph.outputs:
+            out.append(live[0])
+    return out
+
+
+def first_crossable_index(graph: Graph) -> int:
+    """Index of the first node from which on every node can be crossed by the backward."""
+    first = 0
+    for k, n in enumerate(graph.nodes):
+        if not get_op(n.op, n).crosses_backward(n, graph):
+            first = k + 1
+    return first
+
+
+def bottlenecks(graph: Graph) -> tuple[list[str], list[str], list[str]]:
+    """(boundaries a gradient can reach, those that are 4-D maps with H*W > 1, and of
+    those the bottlenecks: a candidate is dropped when the next candidate with another
+    channel count has fewer channels, i.e. it lies inside an expansion such as the 1x1
+    expand / depthwise outputs of an inverted residual block). The bottlenecks are the
+    block outputs; all in graph order."""
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    at = {o: order[n.name] for n in graph.nodes for o in n.outputs}
+    start = first_crossable_index(graph)
+    bounds = [t for t in boundaries(graph) if at[t] >= start]
+    shape = {t: graph.tensors[t].shape for t in bounds}
+    cands = [t for t in bounds if len(shape[t]) == 4 and shape[t][1] * shape[t][2] > 1]
+    narrow = []
+    for k, t in enumerate(cands):
+        c = shape[t][3]
+        nxt = next((shape[u][3] for u in cands[k + 1:] if shape[u][3] != c), None)
+        if nxt is None or nxt > c:
+            narrow.append(t)
+    return bounds, cands, narrow
+
+
+# ---------------------------------------------------------------------------- layers
+
+GN_CHANNELS_PER_GROUP = 8
+
+
+def round_up(v: float, m: int) -> int:
+    return int(math.ceil(v / m - 1e-9)) * m
+
+
+def group_norm_groups(c: int) -> int:
+    """Groups of ~8 channels: the largest divisor of c not above c // 8 (at least 1)."""
+    g = max(1, c // GN_CHANNELS_PER_GROUP)
+    while c % g:
+        g -= 1
+    return g
+
+
+def he_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    fan_in = int(np.prod(shape[1:]))
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def overwrite_nodes(prefix: str, tensor: str, branch: str | None, between: list[TNode],
+                    place: str, add_what: str = "") -> list[TNode]:
+    """Float nodes that change backbone tensor ``tensor`` right after it is computed:
+    ``m_{tensor}`` = dequantize(tensor); the nodes ``between`` (reading ``m_{tensor}``,
+    may be empty); ``+ branch`` if given (in place, ``sum_{tensor}``); quantize the
+    result back into ``tensor`` (a PROBE point). ``place`` and ``add_what`` word the
+    comments of the generated C."""
+    m = f"m_{tensor}"
+    nodes = [TNode(f"{prefix}_dequantize", "dequantize", [tensor], m,
+                   {"comment": f"{place}: dequantise {tensor}"}), *between]
+    value = nodes[-1].output
+    if branch is not None:
+        nodes.append(TNode(f"{prefix}_add", "add", [value, branch], f"sum_{tensor}",
+                           {"comment": f"{place}: add {add_what or branch}"}))
+        value = f"sum_{tensor}"
+    what = "the sum" if branch is not None else "it"
+    nodes.append(TNode(f"{prefix}_quantize", "quantize", [value], tensor,
+                       {"comment": f"{place}: requantise {what} for the backbone"}))
+    return nodes

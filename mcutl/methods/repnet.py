@@ -32,7 +32,6 @@ same on both axes, else an (h, w) pair (only for maps with a unit axis). Names a
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,14 +42,20 @@ from mcutl.ir.trainable import TNode, TrainableModel
 from mcutl.methods.common import (  # noqa: F401  (re-exported)
     ClassifierNotFoundError,
     MethodError,
+    bottlenecks,
+    boundaries,
     cut_classifier,
+    first_crossable_index,
+    group_norm_groups,
+    he_normal,
     head_nodes,
+    overwrite_nodes,
+    round_up,
 )
 from mcutl.methods.registry import Method, register
 from mcutl.ops import get_op
 
 NORMS = ("groupnorm", "scale_shift")
-GN_CHANNELS_PER_GROUP = 8
 
 
 class RepNetError(MethodError):
@@ -113,41 +118,6 @@ def _short(pair: tuple[int, int]) -> int | tuple[int, int]:
 
 # ---------------------------------------------------------------------------- connectors
 
-def boundaries(graph: Graph) -> list[str]:
-    """Activations every input-to-output path passes through (no residual skip crosses
-    them): in node order, the tensors that are the only live activation right after
-    their producer. Excludes the graph input and outputs."""
-    order = {n.name: k for k, n in enumerate(graph.nodes)}
-    last_use: dict[str, int] = {}
-    for n in graph.nodes:
-        for i in n.inputs:
-            if i and not graph.tensors[i].is_const:
-                last_use[i] = order[n.name]
-    end = len(graph.nodes)
-    for o in graph.outputs:
-        last_use[o] = end
-    produced_at = {graph.inputs[0]: -1} if graph.inputs else {}
-    for n in graph.nodes:
-        for o in n.outputs:
-            produced_at[o] = order[n.name]
-    out = []
-    for n in graph.nodes:
-        p = order[n.name]
-        live = [t for t, at in produced_at.items() if at <= p and last_use.get(t, -2) > p]
-        if len(live) == 1 and live[0] in n.outputs and live[0] not in graph.outputs:
-            out.append(live[0])
-    return out
-
-
-def _first_crossable_index(graph: Graph) -> int:
-    """Index of the first node from which on every node can be crossed by the backward."""
-    first = 0
-    for k, n in enumerate(graph.nodes):
-        if not get_op(n.op, n).crosses_backward(n, graph):
-            first = k + 1
-    return first
-
-
 def _pooled_hw(shape: tuple[int, ...], d: int) -> tuple[int, int]:
     return tuple(s // d if d > 1 and s // d >= 1 else s for s in shape[1:3])  # type: ignore[return-value]
 
@@ -186,18 +156,8 @@ def find_connectors(graph: Graph, *, first_pool: int = 4) -> list[str]:
                              f"{x.name!r} has shape {x.shape}")
     order = {n.name: k for k, n in enumerate(graph.nodes)}
     at = {o: order[n.name] for n in graph.nodes for o in n.outputs}
-    start = _first_crossable_index(graph)
-    bounds = [t for t in boundaries(graph) if at[t] >= start]
+    bounds, cands, narrow = bottlenecks(graph)
     shape = {t: graph.tensors[t].shape for t in bounds}
-    cands = [t for t in bounds if len(shape[t]) == 4 and shape[t][1] * shape[t][2] > 1]
-
-    # 2. bottlenecks
-    narrow = []
-    for k, t in enumerate(cands):
-        c = shape[t][3]
-        nxt = next((shape[u][3] for u in cands[k + 1:] if shape[u][3] != c), None)
-        if nxt is None or nxt > c:
-            narrow.append(t)
     # 3. stage changes
     stages: list[str] = []
     prev = x.shape
@@ -263,23 +223,6 @@ def check_connectors(graph: Graph, connectors: list[str]) -> None:
 
 # ---------------------------------------------------------------------------- modules
 
-def round_up(v: float, m: int) -> int:
-    return int(math.ceil(v / m - 1e-9)) * m
-
-
-def group_norm_groups(c: int) -> int:
-    """Groups of ~8 channels: the largest divisor of c not above c // 8 (at least 1)."""
-    g = max(1, c // GN_CHANNELS_PER_GROUP)
-    while c % g:
-        g -= 1
-    return g
-
-
-def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    fan_in = int(np.prod(shape[1:]))
-    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
-
-
 def _norm(name: str, spec: RepNetSpec, src: str, shape: tuple[int, ...],
           gamma: float) -> TNode:
     c = shape[3]
@@ -318,7 +261,7 @@ def module_nodes(index: int, source: str, in_shape: tuple[int, ...],
         g = 1
     k = tuple(spec.kernel if s > 1 else 1 for s in shape[1:3])
     pad = tuple(v // 2 for v in k)
-    w = _he(rng, (mid, k[0], k[1], c_in // g))
+    w = he_normal(rng, (mid, k[0], k[1], c_in // g))
     mid_shape = shape[:3] + (mid,)
     add("conv", "conv", mid_shape, {"k": _short(k), "stride": 1,  # type: ignore[arg-type]
                                     "pad": _short(pad), "groups": g},  # type: ignore[arg-type]
@@ -328,7 +271,7 @@ def module_nodes(index: int, source: str, in_shape: tuple[int, ...],
     shapes[norm.output] = mid_shape
     add("relu", "relu", mid_shape, {})
     c_out = int(out_shape[3])
-    w2 = _he(rng, (c_out, 1, 1, mid))
+    w2 = he_normal(rng, (c_out, 1, 1, mid))
     proj_shape = shape[:3] + (c_out,)
     add("conv", "conv", proj_shape, {"k": 1, "stride": 1, "pad": 0, "groups": 1},
         {"weight": w2})
@@ -381,16 +324,10 @@ def build_repnet(backbone_q: Graph, num_classes: int, spec: RepNetSpec | None = 
         shapes.update(m_shapes)
         modules.append({"index": i, "source": source_tensor, "target": c,
                         "nodes": [n.name for n in m_nodes]})
-        m, total = f"m_{c}", f"sum_{c}"
-        nodes += [
-            TNode(f"c{i}_dequantize", "dequantize", [c], m,
-                  {"comment": f"connector {i}: dequantise {c}"}),
-            TNode(f"c{i}_add", "add", [m, m_nodes[-1].output], total,
-                  {"comment": f"connector {i}: add module {i}'s output"}),
-            TNode(f"c{i}_quantize", "quantize", [total], c,
-                  {"comment": f"connector {i}: requantise the sum for the backbone"}),
-        ]
-        shapes[m] = shapes[total] = c_shape
+        nodes += overwrite_nodes(f"c{i}", c, m_nodes[-1].output, [], f"connector {i}",
+                                 f"module {i}'s output")
+        total = f"sum_{c}"
+        shapes[f"m_{c}"] = shapes[total] = c_shape
         source, source_tensor = total, c
     h_nodes, h_shapes = head_nodes(g, num_classes, spec.seed)
     nodes += h_nodes

@@ -253,15 +253,18 @@ class _Backward:
                     claims[(n.name, k)] = self.claim(n, k)
         for n in batch:
             op = get_float_op(n.op, n)
-            if op.grad_alias or op.reads_backbone:
-                continue  # its gradient is its inputs' (one buffer)
+            if op.reads_backbone or (op.grad_alias and not n.params):
+                continue  # its gradient is its inputs' (one buffer): no code
             g_out = self.g_out(n)
             if g_out is None:
                 raise TrainCompileError(f"no gradient reaches {n.output!r} ({n.name})")
-            targets = []
+            targets: list[GradTarget] = []
             for k in range(len(n.inputs)):
-                targets.append(claims[(n.name, k)] if (n.name, k) in claims
-                               else self.claim(n, k))
+                if k in op.grad_alias:
+                    targets.append(None)  # shares the output's gradient buffer
+                else:
+                    targets.append(claims[(n.name, k)] if (n.name, k) in claims
+                                   else self.claim(n, k))
             op.lower_backward(n, self.ctx, [values[i] for i in n.inputs],
                               [self.tm.shape_of(i) for i in n.inputs],
                               self.tm.shape_of(n.output), g_out, targets)

@@ -44,8 +44,14 @@ def check_flips(point: str, device: np.ndarray, own: np.ndarray, steps: np.ndarr
     dev = np.asarray(device, np.int32).reshape(-1)
     ref = np.asarray(own, np.int32).reshape(-1)
     v = np.asarray(steps, np.float64).reshape(-1)
-    diff = np.flatnonzero(dev != ref)
     n = int(dev.size)
+    bad = np.flatnonzero(~np.isfinite(v))
+    if bad.size:
+        return FlipCheck(point, n, 0, 0.0,
+                         f"{point}: the reference's float sum before requantisation is not "
+                         f"finite at {bad.size} of {n} values (first: index {int(bad[0])}): "
+                         "training diverged; lower the learning rate")
+    diff = np.flatnonzero(dev != ref)
     if diff.size == 0:
         return FlipCheck(point, n, 0, 0.0, None)
     boundary = (dev[diff] + ref[diff]) / 2.0

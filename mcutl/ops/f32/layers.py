@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mcutl.ir.trainable import TNode
 from mcutl.ops._lowering import conv_f32_params
 from mcutl.ops.f32.base import FloatOp, GradTarget, Shape, numel, pair, register
@@ -271,3 +273,33 @@ class Resize(FloatOp):
             ctx.call("mcutl_resize_nearest_grad_input_f32",
                      [din, str(h), str(w), g_out, *g_ins[0]],
                      f"{node.name}: nearest resize backward")
+
+
+@register
+class Shift(FloatOp):
+    """``x + beta`` per channel (a norm's shift, BatchNorm being folded into the frozen
+    conv); the input's gradient is the output's (one buffer), beta's is its sum."""
+
+    name = "shift"
+    grad_alias = (0,)
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs[0] + params["beta"]
+
+    def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                      in_shapes: Sequence[Shape], out_shape: Shape) -> str:
+        c = int(out_shape[-1])
+        out = ctx.f32(f"{node.name}_out", numel(out_shape))
+        din = ctx.f32_dims(in_shapes[0])
+        ones = ctx.const_array(f"ones_{c}", np.ones(c, np.float32), "a scale of 1")
+        b, _ = ctx.param(f"{node.name}.beta", node.params["beta"])
+        ctx.call("mcutl_scale_shift_f32", [din, ins[0], ones, b, out], f"{node.name}: shift")
+        return str(out)
+
+    def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                       in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,
+                       g_ins: Sequence[GradTarget]) -> None:
+        _, gb = ctx.param(f"{node.name}.beta", node.params["beta"])
+        ctx.call("mcutl_conv2d_grad_bias_f32", [ctx.f32_dims(out_shape), g_out, gb],
+                 f"{node.name}: shift gradient (accumulates)")
