@@ -19,10 +19,10 @@ from mcutl.methods.registry import UnknownMethodError
 from mcutl.train.codegen import TrainOptions
 from mcutl.verify.harness import verify
 from mcutl.verify.reference import TorchReference
-from tests.conftest import needs_qemu
+from tests.conftest import HAVE_ARM, HAVE_QEMU, needs_qemu
 
 MODELS = {"mbv2": (TinyMBV2, (1, 1, 28, 28), 10), "imu1d": (TinyIMU1D, (1, 6, 100), 4)}
-BASELINES = ["last", "bn-shift", "adaptor"]
+BASELINES = ["last", "bn-shift", "adaptor", "finetune-last-k"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_registry_lists_every_method() -> None:
-    assert {"repnet", "last", "bn-shift", "adaptor"} <= set(METHODS)
+    assert {"repnet", "last", "bn-shift", "adaptor", "finetune-last-k"} <= set(METHODS)
     with pytest.raises(UnknownMethodError, match="known methods are"):
         get_method("nosuch")
 
@@ -96,6 +96,23 @@ def test_qemu_is_bit_identical_to_host(built) -> None:  # noqa: ANN001
     dev = verify(out, steps=50, check_every=25, qemu=True, against=host.steps)
     assert dev.passed, dev.first_mismatch
     assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]
+
+
+def test_finetune_through_a_residual_block(tmp_path: Path) -> None:
+    """k = 2 on TinyMBV2: the last inverted residual block (expand, depthwise, project,
+    residual add) in float, trained in full: parity with autograd, QEMU bit-identical."""
+    from mcutl.methods.finetune import FinetuneSpec
+
+    model, calib, shape, classes = _model("mbv2")
+    _, tm, _, _ = compile_training(model, "stm32f405", tmp_path, num_classes=classes,
+                                   calib=calib, input_shape=shape, method="finetune-last-k",
+                                   spec=FinetuneSpec(k=2), options=TrainOptions(lr=0.01))
+    assert [n.op for n in tm.nodes].count("add") == 1
+    host = verify(tmp_path, steps=12, check_every=3)
+    assert host.passed, host.first_mismatch
+    if HAVE_QEMU and HAVE_ARM:
+        dev = verify(tmp_path, steps=12, check_every=100, qemu=True, against=host.steps)
+        assert dev.passed, dev.first_mismatch
 
 
 def test_cli_lists_a_method_s_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,11 +24,10 @@ from mcutl.ir.graph import Graph
 from mcutl.ir.trainable import TNode, TrainableModel
 from mcutl.methods.common import (
     MethodError,
-    bottlenecks,
     cut_classifier,
-    first_crossable_index,
     head_nodes,
     overwrite_nodes,
+    top_block_start,
 )
 from mcutl.methods.registry import Method, register
 
@@ -43,19 +42,6 @@ class BnShiftSpec:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise MethodError(f"invalid bn-shift spec: k must be >= 1, got {self.k}")
-
-
-def top_block_start(g: Graph, k: int) -> int:
-    """Index of the first node of the top ``k`` blocks: after the output of the block
-    below them (blocks end at the backbone's bottlenecks, the tensors no skip crosses
-    between expansions; what follows the last one, e.g. a 1x1 feature conv, belongs to
-    the top block), clamped to the part of the backbone a gradient can cross."""
-    order = {n.name: i for i, n in enumerate(g.nodes)}
-    at = {o: order[n.name] for n in g.nodes for o in n.outputs}
-    _, _, ends = bottlenecks(g)
-    if len(ends) > k:
-        return at[ends[-k - 1]] + 1
-    return first_crossable_index(g)
 
 
 def build_bnshift(backbone_q: Graph, num_classes: int, spec: BnShiftSpec | None = None,

@@ -194,6 +194,19 @@ def bottlenecks(graph: Graph) -> tuple[list[str], list[str], list[str]]:
     return bounds, cands, narrow
 
 
+def top_block_start(g: Graph, k: int) -> int:
+    """Index of the first node of the top ``k`` blocks: after the output of the block
+    below them (blocks end at the backbone's bottlenecks, the tensors no skip crosses
+    between expansions; what follows the last one, e.g. a 1x1 feature conv, belongs to
+    the top block), clamped to the part of the backbone a gradient can cross."""
+    order = {n.name: i for i, n in enumerate(g.nodes)}
+    at = {o: order[n.name] for n in g.nodes for o in n.outputs}
+    _, _, ends = bottlenecks(g)
+    if len(ends) > k:
+        return at[ends[-k - 1]] + 1
+    return first_crossable_index(g)
+
+
 # ---------------------------------------------------------------------------- layers
 
 GN_CHANNELS_PER_GROUP = 8

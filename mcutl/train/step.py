@@ -169,14 +169,20 @@ class _Backward:
         for n in self.order:
             for v in [*n.inputs, n.output]:
                 classes.setdefault(self._find(v), set()).add(v)
+        computed = {n.output for n in self.order
+                    if not get_float_op(n.op, n).reads_backbone}
         self.tensor_of: dict[str, str | None] = {}
+        self.class_needs: dict[str, bool] = {}
         for members in classes.values():
-            tensors = sorted(v for v in members if v in g.tensors)
+            # a backbone tensor whose gradient is needed gives the class its buffer
+            tensors = sorted(v for v in members if v in g.tensors and v in self.grads.needed)
             if len(tensors) > 1:
                 raise TrainCompileError(f"the gradients of backbone tensors {tensors} would "
                                         "share one buffer (a float node joins them)")
+            needs = bool(tensors) or bool(members & computed)
             for v in members:
                 self.tensor_of[v] = tensors[0] if tensors else None
+                self.class_needs[v] = needs
 
     def _find(self, v: str) -> str:
         while self.root.get(v, v) != v:
@@ -191,7 +197,7 @@ class _Backward:
     def backbone_of(self, value: str) -> str | None:
         """The backbone tensor whose gradient buffer ``value``'s gradient shares."""
         if value in self.tm.backbone.tensors:
-            return value
+            return value if value in self.grads.needed else None
         return self.tensor_of.get(value)
 
     def complete(self, n: TNode) -> bool:
@@ -201,20 +207,18 @@ class _Backward:
         return all(c.name in self.done for c in self.consumers.get(n.output, []))
 
     def needs_grad(self, value: str) -> bool:
-        """False for the dequantised value of a backbone tensor needing no gradient
-        (e.g. the network input); every other float value gets its gradient."""
-        t = self.backbone_of(value)
-        if t is not None:
-            return t in self.grads.needed
-        return True
+        """False only for the dequantised value of a backbone tensor needing no gradient
+        (e.g. the network input) that no float node joins through a view or an add;
+        every other float value gets its gradient."""
+        return self.class_needs.get(value, True)
 
     def g_out(self, n: TNode) -> str | None:
         if n.output == self.tm.logits:
-            return self.buffers[n.output][0]
+            return self.buffers[self._find(n.output)][0]
         t = self.backbone_of(n.output)
         if t is not None:
             return self.grads.out(t)
-        entry = self.buffers.get(n.output)
+        entry = self.buffers.get(self._find(n.output))
         return entry[0] if entry else None
 
     def claim(self, n: TNode, k: int) -> GradTarget:
@@ -225,11 +229,12 @@ class _Backward:
         t = self.backbone_of(v)
         if t is not None:
             return self.grads.write(t)
-        if v in self.buffers:
-            sym, _ = self.buffers[v]
+        key = self._find(v)  # values joined by a view share one gradient buffer
+        if key in self.buffers:
+            sym, _ = self.buffers[key]
             return sym, "1"
         sym = self.ctx.f32(f"{n.name}_gin", numel(self.tm.shape_of(v)))
-        self.buffers[v] = (sym, True)
+        self.buffers[key] = (sym, True)
         return sym, "0"
 
     def ready_batch(self) -> list[TNode]:
@@ -321,7 +326,7 @@ def build_step(tm: TrainableModel) -> StepProgram:
     grads = GradState(ctx, g, needed=need, masks=masks)
     order = [n for k in sorted(slots) for n in slots[k]]
     bw = _Backward(tm, ctx, grads, order)
-    bw.buffers[tm.logits] = (g_logits, True)
+    bw.buffers[bw._find(tm.logits)] = (g_logits, True)
     bw.emit(bw.ready_batch(), values)
     for node in reversed(g.nodes):
         bw.emit(bw.ready_batch(), values)

@@ -5,8 +5,8 @@
 - ``quantize``: its output is a backbone int8 tensor that it overwrites, TFLite
   QUANTIZE (x / s in float32, ties away from zero, + z, saturated); the backbone
   continues on it. Straight-through backward. A PROBE point for `verify`.
-- ``add``: ``a + b`` written in place into ``a``'s buffer; both inputs share the
-  output's gradient.
+- ``add``: ``a + b``, written in place into ``a``'s buffer unless attr ``inplace`` is
+  False; both inputs share the output's gradient.
 - ``linear``: ``x @ W.T + b`` on a (1, C) vector; params weight (K, C), bias (K,).
 
 Attrs: ``comment`` (dequantize / add / quantize) is the generated C's comment.
@@ -87,9 +87,11 @@ class Add(FloatOp):
                       in_shapes: Sequence[Shape], out_shape: Shape) -> str:
         if tuple(in_shapes[0]) != tuple(in_shapes[1]):
             raise self.fail(node, f"adds {in_shapes[0]} and {in_shapes[1]}")
-        ctx.call("mcutl_add_f32", [ins[0], ins[1], str(numel(out_shape)), ins[0]],
-                 str(node.attrs["comment"]))
-        return ins[0]
+        out = ins[0] if node.attrs.get("inplace", True) else ctx.f32(
+            f"{node.name}_out", numel(out_shape))
+        ctx.call("mcutl_add_f32", [ins[0], ins[1], str(numel(out_shape)), out],
+                 str(node.attrs.get("comment", f"{node.name}: add")))
+        return str(out)
 
     def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
                        in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,

@@ -1,10 +1,13 @@
-"""Float layers of side networks: average pool, conv (grouped / depthwise), group norm,
-per-channel scale+shift, ReLU, nearest resize. NHWC, batch 1; conv weights OHWI.
+"""Float layers of trainable graphs: average pool, conv (grouped / depthwise, optional
+bias), group norm, per-channel scale+shift and shift, ReLU, ReLU6, global average pool,
+reshape, nearest resize. NHWC, batch 1; conv weights OHWI.
 
 Attrs: avgpool ``k`` (kernel = stride, no padding, floor); conv ``k``, ``stride`` (1),
-``pad`` (k // 2 each side), ``groups``; groupnorm ``groups``, ``eps``; resize ``size``
-(H, W): nearest, src = floor(dst * in / out). ``k`` / ``pad`` / ``stride`` are an int
-(same on both axes) or an (h, w) pair.
+``pad`` (k // 2 each side; the C kernel takes top and left, the output shape implies the
+rest; ``pad4`` (top, left, bottom, right) when they differ), ``groups``; groupnorm
+``groups``, ``eps``; reshape ``shape``; resize ``size`` (H, W): nearest, src =
+floor(dst * in / out). ``k`` / ``pad`` / ``stride`` are an int (same on both axes) or an
+(h, w) pair.
 """
 
 from __future__ import annotations
@@ -102,7 +105,14 @@ class Conv(FloatOp):
 
         _, stride, pad, groups = self._geometry(node)
         w = params["weight"].permute(0, 3, 1, 2)  # OHWI -> OIHW
-        return _nhwc(F.conv2d(_nchw(inputs[0]), w, None, stride, pad, 1, groups))
+        x = _nchw(inputs[0])
+        if "pad4" in node.attrs:  # (top, left, bottom, right), e.g. TF "same"
+            t, left, b, r = (int(v) for v in node.attrs["pad4"])
+            x, pad = F.pad(x, (left, r, t, b)), (0, 0)
+        y = _nhwc(F.conv2d(x, w, None, stride, pad, 1, groups))
+        if "bias" in params:  # added after the conv, as the C kernel adds it
+            y = y + params["bias"]
+        return y
 
     def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
                       in_shapes: Sequence[Shape], out_shape: Shape) -> str:
@@ -111,9 +121,12 @@ class Conv(FloatOp):
         (kh, kw), stride, pad, groups = self._geometry(node)
         weight = node.params["weight"]
         w, _ = ctx.param(f"{node.name}.weight", weight)
+        b = "NULL"
+        if "bias" in node.params:
+            b, _ = ctx.param(f"{node.name}.bias", node.params["bias"])
         p = conv_f32_params(ctx, node.name, stride, pad, groups)
         ctx.call("mcutl_conv2d_f32",
-                 [p, din, ins[0], ctx.f32_dims(weight.shape), w, "NULL",
+                 [p, din, ins[0], ctx.f32_dims(weight.shape), w, b,
                   ctx.f32_dims(out_shape), out],
                  f"{node.name}: conv {kh}x{kw} groups {groups}",
                  macs=numel(out_shape) * kh * kw * in_shapes[0][-1] // groups)
@@ -131,6 +144,10 @@ class Conv(FloatOp):
         wd = ctx.f32_dims(weight.shape)
         ctx.call("mcutl_conv2d_grad_weight_f32", [p, din, ins[0], dout, g_out, wd, gw],
                  f"{node.name}: conv weight gradient (accumulates)")
+        if "bias" in node.params:
+            _, gb = ctx.param(f"{node.name}.bias", node.params["bias"])
+            ctx.call("mcutl_conv2d_grad_bias_f32", [dout, g_out, gb],
+                     f"{node.name}: conv bias gradient (accumulates)")
         if g_ins[0]:
             ctx.call("mcutl_conv2d_grad_input_f32", [p, dout, g_out, wd, w, din, *g_ins[0]],
                      f"{node.name}: conv input gradient")
@@ -211,6 +228,7 @@ class ScaleShift(FloatOp):
 @register
 class Relu(FloatOp):
     name = "relu"
+    kernel = "mcutl_relu_f32"
 
     def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
                       params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -223,8 +241,8 @@ class Relu(FloatOp):
         n_in = numel(in_shapes[0])
         out = ctx.f32(f"{node.name}_out", numel(out_shape))
         ctx.f32_dims(in_shapes[0])
-        ctx.call("mcutl_relu_f32", [ins[0], str(n_in), out, ctx.mask(f"{node.name}_mask", n_in)],
-                 f"{node.name}: relu (mask saved)")
+        ctx.call(self.kernel, [ins[0], str(n_in), out, ctx.mask(f"{node.name}_mask", n_in)],
+                 f"{node.name}: {self.name} (mask saved)")
         return str(out)
 
     def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
@@ -236,7 +254,66 @@ class Relu(FloatOp):
         if g_ins[0]:
             ctx.call("mcutl_act_grad_input_f32",
                      [g_out, ctx.mask(f"{node.name}_mask", n_in), str(n_in), *g_ins[0]],
-                     f"{node.name}: relu backward")
+                     f"{node.name}: {self.name} backward")
+
+
+@register
+class Relu6(Relu):
+    name = "relu6"
+    kernel = "mcutl_relu6_f32"
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.relu6(inputs[0])
+
+
+@register
+class GlobalAvgPool(FloatOp):
+    """Mean over H and W: (1, H, W, C) -> (1, 1, 1, C)."""
+
+    name = "global_avgpool"
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs[0].mean(dim=(1, 2), keepdim=True)
+
+    def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                      in_shapes: Sequence[Shape], out_shape: Shape) -> str:
+        out = ctx.f32(f"{node.name}_out", numel(out_shape))
+        ctx.call("mcutl_global_avg_pool_f32", [ctx.f32_dims(in_shapes[0]), ins[0], out],
+                 f"{node.name}: global average pool")
+        return str(out)
+
+    def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                       in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,
+                       g_ins: Sequence[GradTarget]) -> None:
+        if g_ins[0]:
+            ctx.call("mcutl_global_avg_pool_grad_input_f32",
+                     [ctx.f32_dims(in_shapes[0]), g_out, *g_ins[0]],
+                     f"{node.name}: global average pool backward")
+
+
+@register
+class Reshape(FloatOp):
+    """A view: the same buffer with another shape (attr ``shape``)."""
+
+    name = "reshape"
+    grad_alias = (0,)
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs[0].reshape(tuple(int(v) for v in node.attrs["shape"]))
+
+    def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                      in_shapes: Sequence[Shape], out_shape: Shape) -> str:
+        return ins[0]
+
+    def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                       in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,
+                       g_ins: Sequence[GradTarget]) -> None:
+        return None
 
 
 @register
