@@ -189,7 +189,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                           input_shape=shape, source_name=str(args.model))
         console.print((out / "report.md").read_text(), markup=False, highlight=False)
     else:
-        from mcutl.compile import compile_training
+        from mcutl.compile import compile_model
         from mcutl.methods import get_method
         from mcutl.train.codegen import TrainOptions
 
@@ -197,14 +197,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if not args.num_classes:
             raise McutlError(f"--method {method.name} needs --num-classes N (classes of the "
                              "new task)")
-        spec = method.make_spec({f.name: getattr(args, f"m_{f.name}", None)
-                                 for f in method.options()})
+        values = {f.name: getattr(args, f"m_{f.name}", None) for f in method.options()}
+        # no option given: the defaults, or the largest size that fits (compile says so)
+        spec = method.make_spec(values) if any(v is not None for v in values.values()) \
+            else None
         options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum)
         with console.status(f"compiling {args.model} with {method.name} for {args.target}"):
-            info, tm, gen, _ = compile_training(
+            c = compile_model(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
                 input_shape=shape, spec=spec, method=method.name, cut=args.cut,
                 options=options, source_name=str(args.model))
+        info, tm = c.info, c.tm
+        assert tm is not None
+        for note in c.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
         plan = json.loads((out / "plan.json").read_text())
         console.print(
             f"{method.summary(tm)}\n"
@@ -233,6 +239,78 @@ def add_method_options(parser: argparse.ArgumentParser, method: Method) -> None:
         text = f"{f.metadata.get('help', '')} (default: {default})"
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"m_{f.name}", type=conv,
                            metavar=f.name.upper(), default=None, help=text, **extra)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from mcutl.codegen.backbone import quantize_input
+    from mcutl.compile import load_and_quantize, load_calib
+    from mcutl.fit import choose, estimate_accuracy, parse_bytes, plan_all, write_plan
+    from mcutl.ir.layout import to_ir_layout
+    from mcutl.train.codegen import TrainOptions
+
+    target = load_target(args.target)
+    if target.memory is None and not args.budget:
+        raise McutlError(f"target {target.name} has no SRAM size: give --budget")
+    budget = parse_bytes(args.budget) if args.budget else target.memory.sram_bytes  # type: ignore[union-attr]
+    if args.num_classes < 2:
+        raise McutlError(f"--num-classes {args.num_classes}: a classifier needs at least 2")
+    graph = load_and_quantize(args.model, load_calib(Path(args.calib) if args.calib else None),
+                              _parse_shape(args.input_shape))
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    with console.status(f"planning every method on {args.model} for {target.name}"):
+        planned = plan_all(graph, target, args.num_classes, TrainOptions(), args.cut, budget,
+                           methods)
+    rows = [r for r, _ in planned]
+    if args.data:
+        x, y = _load_xy(args.data)
+        t = graph.tensors[graph.inputs[0]]
+        assert t.quant is not None
+        xq = x if x.dtype == np.int8 else quantize_input(
+            x, float(t.quant.scale[0]), int(t.quant.zero_point[0]))
+        xq = np.ascontiguousarray(to_ir_layout(xq, graph.source_layout)).astype(np.int8)
+        fitting = [(r, tm) for r, tm in planned if r.fits and tm is not None]
+        for k, (r, tm) in enumerate(fitting):
+            with console.status(f"host accuracy estimate {k + 1}/{len(fitting)}: {r.label}"):
+                r.accuracy = estimate_accuracy(tm, xq, y)
+    chosen = choose(rows)
+    out = Path(args.output)
+    write_plan(rows, chosen, budget, target, out, str(args.model))
+    table = Table(title=f"training methods on {target.name}, budget {budget:,} B")
+    for col in ("method", "params", "arena", "static", "total SRAM", "fits", "MACs/step",
+                *(("accuracy",) if args.data else ())):
+        table.add_column(col)
+    for r in rows:
+        if r.error:
+            table.add_row(r.label, "cannot build", r.error[:60], "", "", "", "")
+            continue
+        table.add_row(r.label, f"{r.params:,}", f"{r.arena:,}", f"{r.static:,}",
+                      f"{r.total:,}", "yes" if r.fits else "no", f"{r.macs:,}",
+                      *((f"{100 * r.accuracy:.1f} %" if r.accuracy is not None else "-",)
+                        if args.data else ()))
+    console.print(table)
+    if chosen is None:
+        err_console.print(f"nothing fits {budget:,} B; the smallest is "
+                          f"{min((r for r in rows if not r.error), key=lambda r: r.total).label}"
+                          if any(not r.error for r in rows) else "nothing could be built")
+        return 1
+    console.print(f"recommended: [bold]{chosen.label}[/] ({chosen.total:,} B"
+                  + (f", {100 * chosen.accuracy:.1f} % on the held-out part of {args.data}"
+                     if chosen.accuracy is not None else ", by capability") + f"); "
+                  f"{out / 'plan.md'}, {out / 'plan.png'}", highlight=False)
+    return 0
+
+
+def _load_xy(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    with np.load(path) as npz:
+        if len(npz.files) < 2:
+            raise McutlError(f"{path}: needs two arrays, inputs then labels")
+        return np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]).astype(int)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -417,6 +495,21 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--momentum", type=float, default=0.9)
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
     c.set_defaults(func=cmd_compile)
+
+    pl = sub.add_parser("plan", help="plan every training method and size on a model: "
+                        "SRAM, flash, MACs, what fits, (with --data) accuracy; recommend one")
+    pl.add_argument("model", help="model file: .onnx, .pt2 (torch.export) or int8 .tflite")
+    pl.add_argument("--target", required=True)
+    pl.add_argument("--num-classes", type=int, required=True)
+    pl.add_argument("--calib", help="npz whose first array is a calibration batch")
+    pl.add_argument("--input-shape", help="input shape incl. batch, e.g. 1,1,28,28")
+    pl.add_argument("--cut", help="node/tensor where the feature extractor ends")
+    pl.add_argument("--budget", help="SRAM budget, e.g. 128K (default: the target's SRAM)")
+    pl.add_argument("--data", help="npz: a few labelled samples (inputs, labels) for a "
+                                   "host accuracy estimate of every configuration that fits")
+    pl.add_argument("--methods", help="comma-separated subset of the methods")
+    pl.add_argument("-o", "--output", default="build/plan", help="where plan.md/png go")
+    pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("run", help="run a compiled backbone on a batch of inputs")
     r.add_argument("build", help="build folder from `mcutl compile`")

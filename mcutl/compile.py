@@ -164,6 +164,7 @@ class Compiled:
     gen: GeneratedBackbone | GeneratedTraining
     firmware: dict[str, Firmware]
     tm: TrainableModel | None = None
+    notes: list[str] = field(default_factory=list)  # choices made for the user
 
 
 def compile_model(
@@ -184,7 +185,13 @@ def compile_model(
     """The whole pipeline. ``method`` None: inference of the backbone; else a registered
     training method (mcutl/methods/) with its ``spec`` (default options if None)."""
     from mcutl.codegen.backbone import generate_backbone
-    from mcutl.plan.budget import RUNTIME_STATIC_BYTES, check_budget, training_static_bytes
+    from mcutl.fit import fit_default, verified_advice
+    from mcutl.plan.budget import (
+        RUNTIME_STATIC_BYTES,
+        MemoryBudgetError,
+        check_budget,
+        training_static_bytes,
+    )
     from mcutl.plan.report import plan_json, plot_plan
     from mcutl.tflite.export import export_tflite
 
@@ -192,6 +199,7 @@ def compile_model(
     target = load_target(target_name)
     graph = load_and_quantize(model, calib, input_shape)
     tm = None
+    notes: list[str] = []
     gen: GeneratedBackbone | GeneratedTraining
     if method is None:
         tfl = export_tflite(graph)
@@ -210,7 +218,9 @@ def compile_model(
 
         options = options or TrainOptions()
         m = get_method(method)
-        tm = m.build(graph, num_classes, spec if spec is not None else m.spec(), cut)
+        if spec is None:  # the defaults, or the largest size of the method that fits
+            spec, notes = fit_default(graph, method, target, num_classes, options, cut)
+        tm = m.build(graph, num_classes, spec, cut)
         if head_from_classifier:
             head = classifier_head(graph, num_classes)
             if head is None or not any(n.name == "head" for n in tm.nodes):
@@ -222,10 +232,19 @@ def compile_model(
         h = model_hash(tfl, tm, options)
         gen = generate_training(tm, h, target.name, options)
         static = training_static_bytes(gen.param_count, gen.opt_state_count)
-        budget = check_budget(
-            target, gen.plan, static, what="the training step",
-            static_what="parameters/gradients/optimizer state and runtime",
-            advice=", ".join(a for a in (m.fit_advice, "SGD instead of Adam") if a))
+        what = dict(what="the training step",
+                    static_what="parameters/gradients/optimizer state and runtime")
+        try:
+            budget = check_budget(target, gen.plan, static, **what)
+        except MemoryBudgetError:
+            total = gen.plan.arena_size() + static + (
+                target.memory.stack_bytes if target.memory else 0)
+            advice = verified_advice(graph, method, spec, target, num_classes, options, cut,
+                                     total)
+            if options.optimizer == "adam":
+                advice.append(f"--optimizer sgd ({total - 4 * gen.param_count:,} B)")
+            check_budget(target, gen.plan, static, advice=", ".join(advice), **what)
+            raise
         steps = len(gen.program.ctx.calls)
         forward_calls = gen.program.forward_end
         extra = {
@@ -273,7 +292,7 @@ def compile_model(
 
         write_reports(out, target, graph, gen, fws,  # type: ignore[arg-type]
                       seconds=time.perf_counter() - t0)
-    return Compiled(info, graph, gen, fws, tm)
+    return Compiled(info, graph, gen, fws, tm, notes)
 
 
 def compile_backbone(

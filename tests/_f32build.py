@@ -295,6 +295,8 @@ class F32Lib:
             "mcutl_adam_step_f32": (_i32, [ctypes.POINTER(CAdamParams), _i32, _i32, _pf, _pf,
                                            _pf, _pf, _i32]),
             "mcutl_dequantize_s8_f32": (_i32, [_pi8, _i32, _f32, _i32, _pf]),
+            "mcutl_dequantize_avg_pool_s8_f32": (_i32, [pD, _pi8, _i32, _i32, _f32, _i32,
+                                                        _pf]),
             "mcutl_quantize_f32_s8": (_i32, [_pf, _i32, _f32, _i32, _pi8]),
         }
         for name, (restype, argtypes) in sigs.items():
@@ -568,6 +570,15 @@ class F32Lib:
                   _pf32(m), _pf32(v), int(zero_grad))
 
     # ----------------------------------------------------------- quantisation
+    def dequantize_avg_pool(self, q: np.ndarray, ph: int, pw: int, scale: float,
+                            zp: int) -> F32Array:
+        n, h, w, c = q.shape
+        out = np.zeros((n, h // ph, w // pw, c), np.float32)
+        q = np.ascontiguousarray(q, np.int8)
+        self.call("mcutl_dequantize_avg_pool_s8_f32", ctypes.byref(_dims(q.shape)), _pint8(q),
+                  ph, pw, scale, zp, _pf32(out))
+        return out
+
     def dequantize(self, q: np.ndarray, scale: float, zp: int) -> F32Array:
         out = np.empty(q.shape, np.float32)
         self.call("mcutl_dequantize_s8_f32", _pint8(q), q.size, scale, zp, _pf32(out))

@@ -870,6 +870,21 @@ def test_dequantize_is_bit_exact(lib: F32Lib, scale_exp: float, zp: int) -> None
     assert np.array_equal(lib.dequantize(q, scale, zp).view(np.uint32), ref.view(np.uint32))
 
 
+@FEW
+@given(ph=st.integers(1, 4), pw=st.integers(1, 4), eh=st.integers(0, 5), ew=st.integers(0, 5),
+       c=st.integers(1, 4), scale_exp=st.floats(-10.0, 2.0), zp=st.integers(-128, 127),
+       seed=SEEDS)
+def test_dequantize_avg_pool_is_dequantize_then_avg_pool_bit_for_bit(
+        lib: F32Lib, ph: int, pw: int, eh: int, ew: int, c: int, scale_exp: float, zp: int,
+        seed: int) -> None:
+    scale = float(np.float32(2.0**scale_exp * 1.37))
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-128, 128, (1, ph * 2 + eh, pw * 3 + ew, c)).astype(np.int8)
+    two_steps = lib.avg_pool(lib.dequantize(q, scale, zp).reshape(q.shape), ph, pw)
+    fused = lib.dequantize_avg_pool(q, ph, pw, scale, zp)
+    assert np.array_equal(fused.view(np.uint32), two_steps.view(np.uint32))
+
+
 # --------------------------------------------------------------------------- argument checks
 
 

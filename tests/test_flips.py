@@ -25,14 +25,18 @@ def test_a_value_off_by_one_away_from_a_tie_is_wrong() -> None:
     assert c.problem is not None and "more than one step apart" in c.problem
 
 
-def test_too_many_ties_and_non_finite_sums_are_named() -> None:
+def test_too_many_near_ties_and_non_finite_sums_are_named() -> None:
     n = 1000
-    steps = np.full(n, 0.5)
+    steps = np.full(n, 0.5)  # exact ties: either rounding is right, any number of them
     own = np.ones(n, np.int8)
     dev = own.copy()
-    dev[:20] = 0  # 2 % of the values, every one a tie
+    dev[:200] = 0
+    assert check_flips("t", dev, own, steps, max_fraction=0.01).problem is None
+    steps[:] = 0.503  # near a tie, 0.003 steps off: a sum slightly off everywhere
     c = check_flips("t", dev, own, steps, max_fraction=0.01)
-    assert c.problem is not None and "20 of 1000" in c.problem
+    assert c.problem is not None and "200 of 1000" in c.problem
+    dev[9:200] = 1  # 9 of them: within the bound
+    assert check_flips("t", dev, own, steps, max_fraction=0.01).problem is None
     steps[3] = np.nan
     c = check_flips("t", own, own, steps)
     assert c.problem is not None and "not finite" in c.problem and "index 3" in c.problem

@@ -130,5 +130,6 @@ register(Method(
     spec=AdaptorSpec,
     build=_build,
     summary=_summary,
-    fit_advice="fewer blocks (--k), narrower branches (--reduction)",
+    fit_advice=(("--k 1", {"k": 1}), ("--reduction 8", {"reduction": 8})),
+    sizes=({"k": 2}, {"k": 1}, {"k": 1, "reduction": 8}),
 ))

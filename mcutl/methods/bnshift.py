@@ -87,5 +87,6 @@ register(Method(
     spec=BnShiftSpec,
     build=_build,
     summary=_summary,
-    fit_advice="fewer top blocks (--k)",
+    fit_advice=(("--k 1", {"k": 1}),),
+    sizes=({"k": 3}, {"k": 2}, {"k": 1}),
 ))

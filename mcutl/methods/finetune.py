@@ -136,5 +136,6 @@ register(Method(
     spec=FinetuneSpec,
     build=_build,
     summary=_summary,
-    fit_advice="fewer blocks (--k)",
+    fit_advice=(("--k 1", {"k": 1}),),
+    sizes=({"k": 2}, {"k": 1}),
 ))

@@ -50,5 +50,4 @@ register(Method(
     spec=LastSpec,
     build=_build,
     summary=_summary,
-    fit_advice="",
 ))

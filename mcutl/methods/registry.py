@@ -27,8 +27,17 @@ class Method:
     build: Callable[[Graph, int, Any, str | None], TrainableModel]
     #: one line on what was built, for the CLI
     summary: Callable[[TrainableModel], str]
-    #: what to try when the step does not fit (every item must lower the peak)
-    fit_advice: str = ""
+    #: what to try when the step does not fit: (option text, overrides) pairs; an item
+    #: is offered only after planning shows that it lowers the total on that model
+    fit_advice: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: option overrides that `mcutl plan` tries and `compile` falls back to when the
+    #: defaults do not fit, from the most capable to the smallest ({} = the defaults);
+    #: or a function of the quantised model and --cut giving them
+    sizes: tuple[dict[str, Any], ...] | Callable[[Graph, str | None], list[dict[str, Any]]] = (
+        {},)
+
+    def sizes_for(self, graph: Graph, cut: str | None) -> list[dict[str, Any]]:
+        return list(self.sizes(graph, cut) if callable(self.sizes) else self.sizes)
 
     def options(self) -> list[dataclasses.Field[Any]]:
         """The spec's fields that the CLI exposes (``metadata["cli"]`` not False)."""

@@ -353,6 +353,27 @@ def _summary(tm: TrainableModel) -> str:
             f"{tm.parameter_count()} trainable parameters")
 
 
+def repnet_sizes(graph: Graph, cut: str | None) -> list[dict[str, Any]]:
+    """The defaults, a narrower side network, then fewer connectors: the last two, the
+    last one, the one before it (a narrower map there), each with module 0 pooled down
+    to its first connector's map (the backward then starts deep in the backbone, where
+    maps are small)."""
+    sizes: list[dict[str, Any]] = [{}, {"width": 0.25}]
+    try:
+        g = cut_classifier(graph, cut)
+        conns = find_connectors(g)
+    except RepNetError:
+        return sizes
+    h_in = int(g.tensors[g.inputs[0]].shape[1])
+    choices = [conns[-2:]] if len(conns) > 2 else []
+    choices += [conns[-1:]] + ([conns[-2:-1]] if len(conns) > 1 else [])
+    for sel in choices:
+        pool = max(1, h_in // int(g.tensors[sel[0]].shape[1]))
+        for width in (0.25, 0.125):
+            sizes.append({"stages": sel, "first_pool": pool, "width": width})
+    return sizes
+
+
 register(Method(
     name="repnet",
     title="Rep-Net (CVPR 2022): a small side network exchanging features with the frozen "
@@ -360,5 +381,7 @@ register(Method(
     spec=RepNetSpec,
     build=build_repnet,
     summary=_summary,
-    fit_advice="a smaller side network (--width), fewer or later connectors (--stages)",
+    fit_advice=(("--first-pool 8", {"first_pool": 8}), ("--first-pool 16", {"first_pool": 16}),
+                ("--width 0.25", {"width": 0.25})),
+    sizes=repnet_sizes,
 ))

@@ -35,6 +35,6 @@ def check_budget(target: Target, plan: ArenaPlanner, static: int, *, what: str,
             f"{what} needs {total} B of SRAM on {target.name} but it has "
             f"{target.memory.sram_bytes} B: arena {arena} B + {static_what} {static} B + "
             f"stack {stack} B. Largest arena buffers: {names}. "
-            f"Use {advice + ', ' if advice else ''}or a target with more SRAM "
-            "(`mcutl targets`).")
+            f"Lower it with {advice + ', or ' if advice else ''}a target with more SRAM "
+            "(`mcutl targets`); `mcutl plan` compares every method.")
     return {"arena": arena, "static": static, "stack": stack, "total": total}

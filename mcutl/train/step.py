@@ -24,6 +24,7 @@ when the host says a mini-batch is complete (gradient accumulation).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from mcutl.ir.graph import Graph
@@ -112,7 +113,36 @@ def _needs_grad(tm: TrainableModel) -> set[str]:
 
 def schedule(tm: TrainableModel) -> dict[int, list[TNode]]:
     """Float nodes by the backbone node index after which they run (-1: before any), in
-    the model's order; each as soon as the backbone tensors it reads exist."""
+    the model's order. Each runs as soon as the backbone tensors it reads exist, except
+    the nodes that depend on the network input alone (which stays in the arena for the
+    whole step): they run just before their first reader, so that what they save for
+    the backward is not live across the backbone's early, large activations."""
+    slots = _asap(tm)
+    g = tm.backbone
+    pos = {n.name: k for k, nodes in slots.items() for n in nodes}
+    by_output = {n.output: n for n in tm.nodes}
+    input_only: set[str] = set()
+    for n in tm.nodes:
+        if n.op != "quantize" and all(i in g.inputs or (i in by_output and by_output[
+                i].name in input_only) for i in n.inputs):
+            input_only.add(n.name)
+    readers: dict[str, list[TNode]] = {}
+    for n in tm.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    for n in reversed(tm.nodes):
+        later = [pos[r.name] for r in readers.get(n.output, [])]
+        if n.name in input_only and later:
+            pos[n.name] = min(later)
+    order = {n.name: k for k, n in enumerate(tm.nodes)}
+    out: dict[int, list[TNode]] = {}
+    for n in sorted(tm.nodes, key=lambda n: (pos[n.name], order[n.name])):
+        out.setdefault(pos[n.name], []).append(n)
+    return out
+
+
+def _asap(tm: TrainableModel) -> dict[int, list[TNode]]:
+    """Each float node as soon as the backbone tensors it reads exist."""
     g = tm.backbone
     at = {t: -1 for t in g.inputs}
     for k, node in enumerate(g.nodes):
@@ -275,7 +305,32 @@ class _Backward:
                               self.tm.shape_of(n.output), g_out, targets)
 
 
+def fuse_dequantize_pool(tm: TrainableModel, need: set[str]) -> TrainableModel:
+    """A ``dequantize`` whose value only an ``avgpool`` reads, of a backbone tensor whose
+    gradient is not needed (e.g. the input a side network reads pooled), becomes one
+    ``dequantize_avgpool``: the same values, without the float copy of the whole tensor."""
+    readers: dict[str, list[TNode]] = {}
+    for n in tm.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    drop: set[str] = set()
+    fused: dict[str, TNode] = {}
+    for n in tm.nodes:
+        r = readers.get(n.output, [])
+        if (n.op == "dequantize" and n.inputs[0] not in need and len(r) == 1
+                and r[0].op == "avgpool" and n.output != tm.logits):
+            pool = r[0]
+            drop.add(n.name)
+            fused[pool.name] = TNode(pool.name, "dequantize_avgpool", list(n.inputs),
+                                     pool.output, dict(pool.attrs))
+    if not fused:
+        return tm
+    nodes = [fused.get(n.name, n) for n in tm.nodes if n.name not in drop]
+    return dataclasses.replace(tm, nodes=nodes)
+
+
 def build_step(tm: TrainableModel) -> StepProgram:
+    tm = fuse_dequantize_pool(tm, _needs_grad(tm))
     g = tm.backbone
     ctx = TrainContext(act_offsets={})
     ctx.graph = g

@@ -10,8 +10,12 @@ difference from the reference's own rounding is such a tie:
 - the reference's ``m / s + zp`` lies within ``margin`` quantisation steps of the
   rounding boundary between them;
 
-and that there are not more of them than ``max_fraction`` of the tensor. Anything else
-is a wrong int8 value (a kernel error), named with its index.
+and that the flips that are not exact ties (the reference's value more than
+``EXACT`` steps from the boundary: float32 rounding of m/s alone cannot move it that far)
+are not more than ``max_fraction`` of the tensor: a float sum that is slightly off
+everywhere flips many of those. Exact ties (they happen: a value that lands on k + 0.5
+rounds either way on two correct machines) are counted, never bounded. Anything else is
+a wrong int8 value (a kernel error), named with its index.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import numpy as np
 DEFAULT_MARGIN = 0.01
 #: at most this fraction of a tensor's values may flip in one step
 DEFAULT_MAX_FRACTION = 0.01
+#: closer than this to the boundary (in steps) a value is an exact tie up to float32
+#: rounding of m/s (ulp(128) is 1.5e-5 steps)
+EXACT = 1e-4
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,9 @@ def check_flips(point: str, device: np.ndarray, own: np.ndarray, steps: np.ndarr
                       f"{margin}), so this is a wrong int8 value, not a rounding flip"
                       if abs(dev[i] - ref[i]) == 1 else
                       "more than one step apart, so this is a wrong int8 value"))
-    elif diff.size > max_fraction * n:
-        problem = (f"{point}: {diff.size} of {n} int8 values differ from the reference's "
-                   f"rounding (all at ties, but more than {max_fraction:.0%} of them): the "
-                   "device's float sum before requantisation is off")
+    elif int((distance > EXACT).sum()) > max_fraction * n:
+        near = int((distance > EXACT).sum())
+        problem = (f"{point}: {near} of {n} int8 values are rounded the other way from "
+                   f"the reference's near (not at) a tie, more than {max_fraction:.0%} of "
+                   "them: the device's float sum before requantisation is off")
     return FlipCheck(point, n, int(diff.size), float(distance.max()), problem)

@@ -91,6 +91,9 @@ def load_trainable(build: Path) -> tuple[BuildInfo, TrainableModel]:
     backbone = import_tflite((build / "model.tflite").read_bytes())
     with np.load(build / "trainable.npz") as npz:
         params = {k: npz[k] for k in npz.files}
+    if "nodes" not in info.training["model"]:
+        raise McutlError(f"{build} was compiled by an older mcutl ({info.mcutl_version}) "
+                         "whose trainable part this one cannot read: compile it again")
     return info, restore(info.training["model"], backbone, params)
 
 

@@ -50,6 +50,43 @@ class Dequantize(FloatOp):
 
 
 @register
+class DequantizeAvgPool(FloatOp):
+    """``dequantize`` then ``avgpool`` (attr ``k``) in one kernel, bit for bit the same,
+    without the float copy of the whole tensor (the step compiler fuses the pair when the
+    dequantised value feeds only the pool and needs no gradient)."""
+
+    name = "dequantize_avgpool"
+    reads_backbone = True
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        from mcutl.ops.f32.base import pair
+
+        k = pair(node.attrs["k"])
+        return F.avg_pool2d(inputs[0].permute(0, 3, 1, 2), k, k).permute(0, 2, 3, 1)
+
+    def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                      in_shapes: Sequence[Shape], out_shape: Shape) -> str:
+        from mcutl.ops.f32.base import pair
+
+        out = ctx.f32(f"{node.name}_out", numel(out_shape))
+        s, zp = ctx.qparams(node.inputs[0])
+        kh, kw = pair(node.attrs["k"])
+        ctx.call("mcutl_dequantize_avg_pool_s8_f32",
+                 [ctx.f32_dims(in_shapes[0]), ins[0], str(kh), str(kw), f"{s!r}f", str(zp),
+                  out], f"{node.name}: avgpool {kh}x{kw} of the dequantised {node.inputs[0]} "
+                        "(no float copy of it)")
+        return str(out)
+
+    def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                       in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,
+                       g_ins: Sequence[GradTarget]) -> None:
+        return None  # fused only where the backbone tensor needs no gradient
+
+
+@register
 class Quantize(FloatOp):
     name = "quantize"
     grad_alias = (0,)
@@ -130,9 +167,9 @@ class Linear(FloatOp):
         w, gw = ctx.param(f"{node.name}.weight", node.params["weight"])
         _, gb = ctx.param(f"{node.name}.bias", node.params["bias"])
         ctx.call("mcutl_linear_grad_weight_f32", ["1", str(c), ins[0], str(k), g_out, gw],
-                 f"{node.name}: weight gradient (accumulates)")
+                 f"{node.name}: weight gradient (accumulates)", macs=c * k)
         ctx.call("mcutl_linear_grad_bias_f32", ["1", str(k), g_out, gb],
                  f"{node.name}: bias gradient (accumulates)")
         if g_ins[0]:
             ctx.call("mcutl_linear_grad_input_f32", ["1", str(c), str(k), w, g_out, *g_ins[0]],
-                     f"{node.name}: gradient of the features")
+                     f"{node.name}: gradient of the features", macs=c * k)

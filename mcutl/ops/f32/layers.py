@@ -142,15 +142,16 @@ class Conv(FloatOp):
         w, gw = ctx.param(f"{node.name}.weight", weight)
         p = conv_f32_params(ctx, node.name, stride, pad, groups)
         wd = ctx.f32_dims(weight.shape)
+        macs = numel(out_shape) * int(weight.shape[1] * weight.shape[2] * weight.shape[3])
         ctx.call("mcutl_conv2d_grad_weight_f32", [p, din, ins[0], dout, g_out, wd, gw],
-                 f"{node.name}: conv weight gradient (accumulates)")
+                 f"{node.name}: conv weight gradient (accumulates)", macs=macs)
         if "bias" in node.params:
             _, gb = ctx.param(f"{node.name}.bias", node.params["bias"])
             ctx.call("mcutl_conv2d_grad_bias_f32", [dout, g_out, gb],
                      f"{node.name}: conv bias gradient (accumulates)")
         if g_ins[0]:
             ctx.call("mcutl_conv2d_grad_input_f32", [p, dout, g_out, wd, w, din, *g_ins[0]],
-                     f"{node.name}: conv input gradient")
+                     f"{node.name}: conv input gradient", macs=macs)
 
 
 @register

@@ -833,6 +833,27 @@ mcutl_f32_status_t mcutl_dequantize_s8_f32(const int8_t *input, int32_t size, fl
                                            int32_t zero_point, float *output);
 
 /**
+ * @brief Dequantise while average-pooling (kernel = stride, no padding, floor):
+ *        out[n, oy, ox, c] = sum over the window of scale * (in - zero_point), / (kh * kw).
+ *
+ * Bit for bit mcutl_dequantize_s8_f32 followed by mcutl_avg_pool_f32 (the same products
+ * summed in the same order), without the float copy of the whole input: a side network
+ * that reads the input pooled needs only the pooled map.
+ *
+ * @param[in]  input_dims  [N, H, W, C] of the int8 input
+ * @param[in]  input       int8 [N, H, W, C]
+ * @param[in]  pool_h, pool_w  window = stride, 1 <= pool <= H, W
+ * @param[in]  scale       > 0
+ * @param[in]  zero_point  [-128, 127]
+ * @param[out] output      float32 [N, H / pool_h, W / pool_w, C]
+ * @return MCUTL_F32_OK or MCUTL_F32_ARG_ERROR.
+ */
+mcutl_f32_status_t mcutl_dequantize_avg_pool_s8_f32(const mcutl_f32_dims_t *input_dims,
+                                                    const int8_t *input, int32_t pool_h,
+                                                    int32_t pool_w, float scale,
+                                                    int32_t zero_point, float *output);
+
+/**
  * @brief out[i] = clamp(round(in[i] / scale) + zero_point, -128, 127)
  *        (TFLite QUANTIZE float32 -> int8).
  *

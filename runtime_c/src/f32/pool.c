@@ -222,3 +222,44 @@ mcutl_f32_status_t mcutl_upsample_nearest_grad_input_f32(const mcutl_f32_dims_t 
     }
     return MCUTL_F32_OK;
 }
+
+mcutl_f32_status_t mcutl_dequantize_avg_pool_s8_f32(const mcutl_f32_dims_t *input_dims,
+                                                    const int8_t *input, int32_t pool_h,
+                                                    int32_t pool_w, float scale,
+                                                    int32_t zero_point, float *output)
+{
+    int32_t n, oy, ox, c, i, j;
+    int32_t oh, ow, ch;
+    float area;
+
+    if (f32_dims_count(input_dims) < 0 || pool_h < 1 || pool_w < 1 ||
+        input_dims->h < pool_h || input_dims->w < pool_w || input == 0 || output == 0 ||
+        zero_point < -128 || zero_point > 127) {
+        return MCUTL_F32_ARG_ERROR;
+    }
+    oh = input_dims->h / pool_h;
+    ow = input_dims->w / pool_w;
+    ch = input_dims->c;
+    area = (float)(pool_h * pool_w);
+    for (n = 0; n < input_dims->n; n++) {
+        for (oy = 0; oy < oh; oy++) {
+            for (ox = 0; ox < ow; ox++) {
+                float *out = output + ((n * oh + oy) * ow + ox) * ch;
+                for (c = 0; c < ch; c++) {
+                    float acc = 0.0f;
+                    for (i = 0; i < pool_h; i++) {
+                        const int8_t *x = input + ((n * input_dims->h + oy * pool_h + i) *
+                                                       input_dims->w + ox * pool_w) * ch + c;
+                        for (j = 0; j < pool_w; j++) {
+                            /* as mcutl_dequantize_s8_f32: one rounded product */
+                            const float v = scale * (float)((int32_t)x[j * ch] - zero_point);
+                            acc += v;
+                        }
+                    }
+                    out[c] = acc / area;
+                }
+            }
+        }
+    }
+    return MCUTL_F32_OK;
+}

@@ -1,0 +1,58 @@
+"""MLPerf-Tiny-style architectures (random weights: for memory and speed, not accuracy).
+
+- ``MobileNetV1VWW``: MobileNetV1 with width 0.25 on 96x96x3 (visual wake words, 2
+  classes): a 3x3 stem and 13 depthwise-separable blocks.
+- ``DSCNNKWS``: DS-CNN for keyword spotting on 49x10 MFCCs (12 classes): a 10x4 stride-2
+  conv and 4 depthwise-separable blocks of 64 channels. The reference model pads
+  Keras-style ("same", rows 4/5); this one pads symmetrically (4, 1) until mcutl imports
+  asymmetric pads, so its first map is 24x5 instead of 25x5.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from examples.backbones import conv_bn
+
+
+def _dws(c_in: int, c_out: int, stride: int, act: type[nn.Module]) -> nn.Sequential:
+    return nn.Sequential(conv_bn(c_in, c_in, 3, stride, groups=c_in, act=act),
+                         conv_bn(c_in, c_out, 1, act=act))
+
+
+class MobileNetV1VWW(nn.Module):
+    def __init__(self, width: float = 0.25, num_classes: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+
+        def c(n: int) -> int:
+            return max(8, int(n * width))
+
+        plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1),
+                (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+        layers: list[nn.Module] = [conv_bn(3, c(32), 3, 2, act=nn.ReLU)]
+        ch = c(32)
+        for n, s in plan:
+            layers.append(_dws(ch, c(n), s, nn.ReLU))
+            ch = c(n)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(ch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class DSCNNKWS(nn.Module):
+    def __init__(self, num_classes: int = 12, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (4, 1), bias=False),
+                                  nn.BatchNorm2d(64), nn.ReLU())
+        self.blocks = nn.Sequential(*[_dws(64, 64, 1, nn.ReLU) for _ in range(4)])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
