@@ -19,8 +19,10 @@ from mcutl.errors import McutlError
 from mcutl.methods import METHODS, Method
 from mcutl.targets import list_targets, load_target
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected output keeps whole tables and lines (rich would cut them at 80
+# columns); a terminal gets its own width.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 Handler = Callable[[argparse.Namespace], int]
 

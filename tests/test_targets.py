@@ -89,3 +89,15 @@ def test_sram_overflow_fails_at_link_time_with_numbers(build_root: Path) -> None
     # 140000 B of .bss + ~1 KiB ring + 8192 B stack > 131072 B: the overflow is reported
     over = int(msg.split("by ")[1].split(" B")[0])
     assert 140000 + 8192 - 131072 < over < 140000 + 8192 - 131072 + 4096
+
+
+def test_tables_stay_whole_when_piped() -> None:
+    """`mcutl targets | cat`: no column is cut at 80 characters."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mcutl.cli", "targets"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "mps2_an386" in res.stdout and "netduinoplus2" in res.stdout
+    assert "…" not in res.stdout

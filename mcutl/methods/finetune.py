@@ -25,6 +25,7 @@ from mcutl.methods.common import (
     top_block_start,
 )
 from mcutl.methods.registry import Method, register
+from mcutl.ops._ste import dequant_const
 from mcutl.ops.validate import validate_graph
 
 
@@ -41,14 +42,7 @@ class FinetuneSpec:
 
 
 def _dequantised(g: Graph, name: str) -> np.ndarray:
-    t = g.tensors[name]
-    assert t.data is not None and t.quant is not None
-    shape = [1] * t.data.ndim
-    if t.quant.axis is not None:
-        shape[t.quant.axis] = -1
-    scale = np.asarray(t.quant.scale, np.float64).reshape(shape)
-    zp = np.asarray(t.quant.zero_point, np.float64).reshape(shape)
-    return ((t.data.astype(np.float64) - zp) * scale).astype(np.float32)
+    return dequant_const(g.tensors[name])
 
 
 def _float_nodes(g: Graph, node: Node, src: list[str], shapes: dict[str, tuple[int, ...]]

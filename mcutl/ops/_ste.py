@@ -17,22 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mcutl.ir.graph import Graph, Node, Tensor
+from mcutl.ops._lowering import qparams, weight_scales  # noqa: F401  (shared)
 from mcutl.quant import fixedpoint as fp
 
 if TYPE_CHECKING:
     import torch
-
-
-def qparams(t: Tensor) -> tuple[float, int]:
-    """Per-tensor (scale, zero point) of an int8 activation (as the C lowering reads it)."""
-    if t.quant is None or t.dtype != "int8":
-        raise ValueError(f"tensor {t.name} is not a quantised int8 activation")
-    return float(t.quant.scale[0]), int(t.quant.zero_point[0])
-
-
-def weight_scales(t: Tensor) -> np.ndarray:
-    assert t.quant is not None, f"weight {t.name} has no quantisation params"
-    return np.asarray(t.quant.scale, dtype=np.float32)
 
 
 def dequant_const(t: Tensor) -> np.ndarray:
