@@ -27,10 +27,6 @@ from mcutl.ir.trainable import TrainableModel
 from mcutl.methods import METHODS, get_method
 from mcutl.targets import Target
 
-#: without measured accuracy, configurations are ranked by capability: this order (the
-#: Rep-Net paper's claim: equal or better accuracy than the others at less memory)
-CAPABILITY = ("repnet", "finetune-last-k", "adaptor", "bn-shift", "bias", "last")
-
 
 @dataclass
 class PlanRow:
@@ -106,8 +102,7 @@ def plan_all(graph: Graph, target: Target, num_classes: int, options: Any,
     """Every size of every method (or of ``methods``), in registry order."""
     if budget is None:
         budget = target.memory.sram_bytes if target.memory else 1 << 40
-    names = methods or [n for n in CAPABILITY if n in METHODS] + sorted(
-        set(METHODS) - set(CAPABILITY))
+    names = methods or sorted(METHODS, key=lambda n: (METHODS[n].capability, n))
     out = []
     for name in names:
         for overrides in get_method(name).sizes_for(graph, cut):
@@ -124,8 +119,7 @@ def choose(rows: list[PlanRow]) -> PlanRow | None:
         return None
     if all(r.accuracy is not None for r in fitting):
         return max(fitting, key=lambda r: (round(float(r.accuracy or 0.0), 4), -r.total))
-    rank = {n: i for i, n in enumerate(CAPABILITY)}
-    return min(fitting, key=lambda r: rank.get(r.method, len(rank)))
+    return min(fitting, key=lambda r: get_method(r.method).capability)
 
 
 def estimate_accuracy(tm: TrainableModel, x_q: np.ndarray, y: np.ndarray, *,

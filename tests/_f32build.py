@@ -297,6 +297,7 @@ class F32Lib:
             "mcutl_dequantize_s8_f32": (_i32, [_pi8, _i32, _f32, _i32, _pf]),
             "mcutl_dequantize_avg_pool_s8_f32": (_i32, [pD, _pi8, _i32, _i32, _f32, _i32,
                                                         _pf]),
+            "mcutl_quantize_bias_f32_s32": (_i32, [_pf, _i32, _pf, _pi32]),
             "mcutl_quantize_f32_s8": (_i32, [_pf, _i32, _f32, _i32, _pi8]),
         }
         for name, (restype, argtypes) in sigs.items():
@@ -570,6 +571,14 @@ class F32Lib:
                   _pf32(m), _pf32(v), int(zero_grad))
 
     # ----------------------------------------------------------- quantisation
+    def quantize_bias(self, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        b = np.ascontiguousarray(b, np.float32)
+        sc = np.ascontiguousarray(scale, np.float32)
+        out = np.zeros(b.size, np.int32)
+        self.call("mcutl_quantize_bias_f32_s32", _pf32(b), b.size, _pf32(sc),
+                  out.ctypes.data_as(_pi32))
+        return out
+
     def dequantize_avg_pool(self, q: np.ndarray, ph: int, pw: int, scale: float,
                             zp: int) -> F32Array:
         n, h, w, c = q.shape

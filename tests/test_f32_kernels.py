@@ -885,6 +885,22 @@ def test_dequantize_avg_pool_is_dequantize_then_avg_pool_bit_for_bit(
     assert np.array_equal(fused.view(np.uint32), two_steps.view(np.uint32))
 
 
+def test_quantize_bias_rounds_half_away_and_saturates(lib: F32Lib) -> None:
+    from mcutl.quant.bias import quantize_bias
+
+    rng = np.random.default_rng(4)
+    scale = (rng.uniform(0.5, 2.0, 64) * 1e-4).astype(np.float32)
+    q = rng.integers(-3_000_000, 3_000_000, 64)
+    b = (scale * q.astype(np.float32)).astype(np.float32)  # a dequantised int32 bias
+    assert np.array_equal(lib.quantize_bias(b, scale), q)  # round trip
+    b2 = (b + scale * np.float32(0.5)).astype(np.float32)
+    assert np.array_equal(lib.quantize_bias(b2, scale), quantize_bias(b2, scale))
+    edge = np.array([1e30, -1e30, np.nan, 2.5, -2.5], np.float32)
+    ones = np.ones(5, np.float32)
+    assert lib.quantize_bias(edge, ones).tolist() == [2**31 - 1, -2**31, 0, 3, -3]
+    assert np.array_equal(quantize_bias(edge, ones), lib.quantize_bias(edge, ones))
+
+
 # --------------------------------------------------------------------------- argument checks
 
 

@@ -22,7 +22,7 @@ from mcutl.verify.reference import TorchReference
 from tests.conftest import HAVE_ARM, HAVE_QEMU, needs_qemu
 
 MODELS = {"mbv2": (TinyMBV2, (1, 1, 28, 28), 10), "imu1d": (TinyIMU1D, (1, 6, 100), 4)}
-BASELINES = ["last", "bn-shift", "adaptor", "finetune-last-k"]
+BASELINES = ["last", "bias", "bn-shift", "adaptor", "finetune-last-k"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_registry_lists_every_method() -> None:
-    assert {"repnet", "last", "bn-shift", "adaptor", "finetune-last-k"} <= set(METHODS)
+    assert set(METHODS) == {"repnet", "last", "bias", "bn-shift", "adaptor", "finetune-last-k"}
     with pytest.raises(UnknownMethodError, match="known methods are"):
         get_method("nosuch")
 
@@ -68,7 +68,7 @@ def test_host_build_matches_autograd(built) -> None:  # noqa: ANN001
         assert len(names) > 2 and tm.info  # the method trains more than the head
 
 
-@pytest.mark.parametrize("method", ["bn-shift", "adaptor"])
+@pytest.mark.parametrize("method", ["bias", "bn-shift", "adaptor"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_trainable_tensor_gets_a_gradient(method: str, name: str) -> None:
     """Through the frozen int8 backbone (straight-through, 1-bit masks) a gradient
@@ -96,6 +96,26 @@ def test_qemu_is_bit_identical_to_host(built) -> None:  # noqa: ANN001
     dev = verify(out, steps=50, check_every=25, qemu=True, against=host.steps)
     assert dev.passed, dev.first_mismatch
     assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_trained_biases_start_at_the_frozen_int32_biases(name: str) -> None:
+    """bias: the float parameters requantise to exactly the int32 biases the backbone had,
+    so the first forward is the frozen model's."""
+    from mcutl.ops._ste import dequant_const
+    from mcutl.quant.bias import quantize_bias
+
+    model, calib, shape, classes = _model(name)
+    g = load_and_quantize(model, calib, shape)
+    tm = get_method("bias").build(g, classes, get_method("bias").spec(), None)
+    convs = {n.outputs[0]: n for n in tm.backbone.nodes if n.op == "conv2d"}
+    assert len(tm.info["convs"]) >= 2
+    for n in tm.nodes:
+        if n.op == "int8_bias":
+            b = tm.backbone.tensors[convs[n.attrs["tensor"]].inputs[2]]
+            assert b.quant is not None and b.data is not None
+            np.testing.assert_array_equal(
+                quantize_bias(dequant_const(b), np.asarray(b.quant.scale, np.float32)), b.data)
 
 
 def test_finetune_through_a_residual_block(tmp_path: Path) -> None:

@@ -128,6 +128,11 @@ class CContext:
             self._dims_cache[s4] = name
         return "&" + self._dims_cache[s4]
 
+    def bias_table(self, node: str, base: str, values: np.ndarray) -> str:
+        """A kernel's int32 bias: a flash table here (a training step may keep it in RAM,
+        where a method trains it)."""
+        return self.const_array(base, values)
+
     def f32_dims(self, shape: tuple[int, ...]) -> str:
         """A `static const mcutl_f32_dims_t` for a float shape (padded to 4-D NHWC);
         returns `&name`."""

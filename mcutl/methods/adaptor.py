@@ -129,6 +129,7 @@ register(Method(
     title="DA3-style: small additive branches beside the top k frozen blocks, and a new head",
     spec=AdaptorSpec,
     build=_build,
+    capability=2,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}), ("--reduction 8", {"reduction": 8})),
     sizes=({"k": 2}, {"k": 1}, {"k": 1, "reduction": 8}),

@@ -86,6 +86,7 @@ register(Method(
           "binary-mask backward, and a new head",
     spec=BnShiftSpec,
     build=_build,
+    capability=3,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}),),
     sizes=({"k": 3}, {"k": 2}, {"k": 1}),

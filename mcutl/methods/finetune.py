@@ -129,6 +129,7 @@ register(Method(
           "head: the memory-hungry reference",
     spec=FinetuneSpec,
     build=_build,
+    capability=1,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}),),
     sizes=({"k": 2}, {"k": 1}),

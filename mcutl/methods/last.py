@@ -49,5 +49,6 @@ register(Method(
     title="last layer: a new linear head on the frozen features",
     spec=LastSpec,
     build=_build,
+    capability=5,
     summary=_summary,
 ))

@@ -27,6 +27,9 @@ class Method:
     build: Callable[[Graph, int, Any, str | None], TrainableModel]
     #: one line on what was built, for the CLI
     summary: Callable[[TrainableModel], str]
+    #: rank by capability, 0 = the most (what `mcutl plan` recommends first when it has no
+    #: accuracy measured; the Rep-Net paper's claim ranks Rep-Net first)
+    capability: int = 50
     #: what to try when the step does not fit: (option text, overrides) pairs; an item
     #: is offered only after planning shows that it lowers the total on that model
     fit_advice: tuple[tuple[str, dict[str, Any]], ...] = ()

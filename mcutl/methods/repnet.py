@@ -380,6 +380,7 @@ register(Method(
           "backbone through additive connectors, and a new head",
     spec=RepNetSpec,
     build=build_repnet,
+    capability=0,
     summary=_summary,
     fit_advice=(("--first-pool 8", {"first_pool": 8}), ("--first-pool 16", {"first_pool": 16}),
                 ("--width 0.25", {"width": 0.25})),

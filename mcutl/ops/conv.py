@@ -213,7 +213,7 @@ class Conv2d(OpDef):
         params = ctx.params(f"{base}_params", ctype, struct_fields(p, ctx, base))
         weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8),
                                   f"{node.name}: {kind} {kh}x{kw} weights")
-        bias = ctx.const_array(f"{base}_bias", b.data.astype(np.int32))
+        bias = ctx.bias_table(node.name, f"{base}_bias", b.data.astype(np.int32))
         ctx.call(func, [params, ctx.dims(x.shape), ctx.act(node.inputs[0]),
                         ctx.dims(wdata.shape), weights, bias, ctx.dims(y.shape),
                         ctx.act(node.outputs[0])],

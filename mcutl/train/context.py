@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,8 @@ class TrainContext(CContext):
     alias: dict[str, str] = field(default_factory=dict)  # view tensor -> tensor it shares
     probes: list[ProbePoint] = field(default_factory=list)
     graph: Graph | None = None  # the backbone (quantisation params of its tensors)
+    trained_biases: dict[str, Any] = field(default_factory=dict)  # backbone node -> TNode
+    ram_tables: list[dict[str, Any]] = field(default_factory=list)  # int32 biases in RAM
 
     # ---- arena buffers ---------------------------------------------------
     def declare(self, kind: str, name: str, elems: int) -> str:
@@ -119,6 +122,28 @@ class TrainContext(CContext):
                 buf.first = min(buf.first, index)
                 buf.last = max(buf.last, index)
         self.calls.append(KernelCall(comment, func, args, macs, node, assign))
+
+    def bias_table(self, node: str, base: str, values: np.ndarray) -> str:
+        """A trained bias lives in RAM as int32 (requantised from its float parameter at
+        reset and after every update); any other stays a flash table."""
+        tn = self.trained_biases.get(node)
+        if tn is None:
+            return self.const_array(base, values)
+        assert self.graph is not None
+        bias_tensor = self.graph.tensors[self.graph_node(node).inputs[2]]
+        assert bias_tensor.quant is not None
+        param, _ = self.param(f"{tn.name}.bias", tn.params["bias"])
+        scales = self.const_array(f"{base}_scale",
+                                  np.asarray(bias_tensor.quant.scale, np.float32),
+                                  f"{node}: bias scale (input scale x weight scale)")
+        name = self.unique(f"{base}_ram")
+        self.ram_tables.append({"name": name, "size": int(values.size), "param": param,
+                                "scales": scales, "node": node})
+        return name
+
+    def graph_node(self, name: str) -> Any:
+        assert self.graph is not None
+        return next(n for n in self.graph.nodes if n.name == name)
 
     def qparams(self, tensor: str) -> tuple[float, int]:
         """(scale, zero point) of a backbone int8 tensor."""

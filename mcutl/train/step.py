@@ -99,6 +99,7 @@ def _needs_grad(tm: TrainableModel) -> set[str]:
     writes (e.g. Rep-Net's connector 0) on, with that producer's inputs."""
     g = tm.backbone
     written = {n.output for n in tm.nodes if get_float_op(n.op, n).writes_backbone}
+    written |= {n.attrs["tensor"] for n in tm.nodes if get_float_op(n.op, n).backbone_param}
     started = False
     need: set[str] = set()
     for node in g.nodes:
@@ -288,7 +289,7 @@ class _Backward:
                     claims[(n.name, k)] = self.claim(n, k)
         for n in batch:
             op = get_float_op(n.op, n)
-            if op.reads_backbone or (op.grad_alias and not n.params):
+            if op.reads_backbone or op.backbone_param or (op.grad_alias and not n.params):
                 continue  # its gradient is its inputs' (one buffer): no code
             g_out = self.g_out(n)
             if g_out is None:
@@ -334,6 +335,16 @@ def build_step(tm: TrainableModel) -> StepProgram:
     g = tm.backbone
     ctx = TrainContext(act_offsets={})
     ctx.graph = g
+    biases: dict[str, list[TNode]] = {}  # backbone node -> its trained bias
+    producer = {o: node for node in g.nodes for o in node.outputs}
+    for n in tm.nodes:
+        if get_float_op(n.op, n).backbone_param:
+            conv = producer.get(n.attrs["tensor"])
+            if conv is None or conv.op != "conv2d" or conv.name in ctx.trained_biases:
+                raise TrainCompileError(f"{n.name}: {n.attrs['tensor']!r} is not the output "
+                                        "of a conv2d whose bias is trained once")
+            ctx.trained_biases[conv.name] = n
+            biases.setdefault(conv.name, []).append(n)
     x_name = g.inputs[0]
     for node in g.nodes:
         if get_op(node.op, node).c_alias:
@@ -392,6 +403,10 @@ def build_step(tm: TrainableModel) -> StepProgram:
         if not any(t in need for t in node.inputs if t):
             continue
         get_op(node.op, node).lower_c_backward(node, g, ctx, grads)
+        g_out = grads.out(out)  # masked in place by the node's backward
+        for bn in biases.get(node.name, []):
+            assert g_out is not None
+            get_float_op(bn.op, bn).lower_grad(bn, ctx, g.tensors[out].shape, g_out)
     bw.emit(bw.ready_batch(), values)
     missing = [n.name for n in order if n.name not in bw.done]
     if missing:

@@ -39,6 +39,7 @@ from mcutl.ir.graph import Graph, Node
 from mcutl.ir.trainable import TrainableModel
 from mcutl.ops import get_op
 from mcutl.ops.f32 import get_float_op
+from mcutl.quant.bias import quantize_bias
 from mcutl.quant.int8_exec import run_int8
 from mcutl.train.step import schedule
 
@@ -123,6 +124,11 @@ class TorchReference(nn.Module):
         self._index = {n: i for i, n in enumerate(self._names)}
         g = model.backbone
         self._producer: dict[str, Node] = {o: n for n in g.nodes for o in n.outputs}
+        # trained biases of frozen nodes (node -> its int8_bias node): the int8 run reads
+        # a copy of the backbone whose int32 biases are requantised from the parameters
+        self._biases = {self._producer[n.attrs["tensor"]].name: n for n in model.nodes
+                        if get_float_op(n.op, n).backbone_param}
+        self._graph = g.copy() if self._biases else g
         # float nodes to run right after each backbone tensor exists (the step's schedule)
         self._after: dict[str, list[Any]] = {}
         for k, nodes in schedule(model).items():
@@ -149,6 +155,9 @@ class TorchReference(nn.Module):
         for n, v in self.export_parameters():
             target[n][...] = v
 
+    def _producer_by_name(self, name: str) -> Node:
+        return next(n for n in self._graph.nodes if n.name == name)
+
     # ---- forward ---------------------------------------------------------------
     def forward(self, x_q: np.ndarray,
                 forced: dict[str, np.ndarray] | None = None) -> torch.Tensor:
@@ -157,7 +166,12 @@ class TorchReference(nn.Module):
         ``forced``: overwritten backbone tensor -> int8 values to use there instead of
         the reference's own rounding (the device's, read with PROBE)."""
         forced = forced or {}
-        g = self.model.backbone
+        g = self._graph
+        for node_name, bn in self._biases.items():
+            b = g.tensors[self._producer_by_name(node_name).inputs[2]]
+            assert b.quant is not None
+            b.data = quantize_bias(self.param(f"{bn.name}.bias").detach().numpy(),
+                                   np.asarray(b.quant.scale, np.float32))
         x_q = np.asarray(x_q)
         if x_q.shape != g.tensors[g.inputs[0]].shape and x_q.shape == \
                 g.tensors[g.inputs[0]].shape[1:]:
@@ -193,11 +207,15 @@ class TorchReference(nn.Module):
 
         def hook(name: str, q: np.ndarray) -> np.ndarray:
             node = self._producer.get(name)
-            if node is not None and any(i in real for i in node.inputs if i):
+            if node is not None and (any(i in real for i in node.inputs if i)
+                                     or node.name in self._biases):
                 op = get_op(node.op, node)
                 args = [None if not i or g.tensors[i].is_const else value_of(i)
                         for i in node.inputs]
                 shadow = op.torch_forward_f32(node, g, args)
+                if node.name in self._biases:  # d(output)/d(bias) = 1 per channel
+                    p = self.param(f"{self._biases[node.name].name}.bias")
+                    shadow = shadow + (p - p.detach())
                 mask = op.ste_mask(node, g, q)
                 trace.masks[node.name] = mask
                 real[name] = straight_through(shadow, dequantize(q, *_qp(g, name)), mask)

@@ -44,6 +44,10 @@ class FloatOp:
     grad_alias: ClassVar[tuple[int, ...]] = ()  # inputs whose gradient is the output's
     writes_backbone: ClassVar[bool] = False
     reads_backbone: ClassVar[bool] = False  # input 0 is a backbone int8 tensor
+    #: a trainable parameter of a frozen backbone node (attr ``tensor``: its output):
+    #: the step keeps the node's int8 form in RAM, requantised after every update, and
+    #: accumulates its gradient in that node's backward
+    backbone_param: ClassVar[bool] = False
 
     def fail(self, node: TNode, problem: str) -> FloatOpError:
         return FloatOpError(f"{self.name} node {node.name!r}: {problem}")

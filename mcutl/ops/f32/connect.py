@@ -137,6 +137,39 @@ class Add(FloatOp):
 
 
 @register
+class Int8Bias(FloatOp):
+    """The bias of a frozen int8 conv (attr ``tensor``: its output) trained in float (``bias``,
+    real units): TinyTL's bias-only training. Its gradient is the channel sum of the
+    conv's output gradient after the activation mask."""
+
+    name = "int8_bias"
+    backbone_param = True
+
+    def infer_shape(self, node: TNode, in_shapes: Sequence[Shape]) -> Shape:
+        return tuple(node.params["bias"].shape)
+
+    def torch_forward(self, node: TNode, inputs: Sequence[torch.Tensor],
+                      params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return params["bias"]  # the reference substitutes it into the int8 run
+
+    def lower_forward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                      in_shapes: Sequence[Shape], out_shape: Shape) -> str:
+        return ""  # the conv reads the RAM table ctx.bias_table gave it
+
+    def lower_backward(self, node: TNode, ctx: Any, ins: Sequence[str],
+                       in_shapes: Sequence[Shape], out_shape: Shape, g_out: str,
+                       g_ins: Sequence[GradTarget]) -> None:
+        return None
+
+    def lower_grad(self, node: TNode, ctx: Any, out_shape: Shape, g_masked: str) -> None:
+        """After the frozen node's backward masked its output gradient in place."""
+        _, gb = ctx.param(f"{node.name}.bias", node.params["bias"])
+        ctx.call("mcutl_conv2d_grad_bias_f32", [ctx.f32_dims(out_shape), g_masked, gb],
+                 f"{node.name}: gradient of the bias of {node.attrs['tensor']}'s conv "
+                 "(accumulates)")
+
+
+@register
 class Linear(FloatOp):
     name = "linear"
 

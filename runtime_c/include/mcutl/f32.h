@@ -833,6 +833,20 @@ mcutl_f32_status_t mcutl_dequantize_s8_f32(const int8_t *input, int32_t size, fl
                                            int32_t zero_point, float *output);
 
 /**
+ * @brief A trained float bias back into an int8 kernel's int32 bias:
+ *        out[i] = round_half_away(in[i] / scale[i]) (float32 division), saturated to
+ *        int32; a NaN or a scale that is not > 0 gives 0.
+ *
+ * @param[in]  input   float32 [size], the bias in real units
+ * @param[in]  size    >= 0
+ * @param[in]  scale   float32 [size], the bias scale (input scale x weight scale)
+ * @param[out] output  int32 [size]
+ * @return MCUTL_F32_OK or MCUTL_F32_ARG_ERROR.
+ */
+mcutl_f32_status_t mcutl_quantize_bias_f32_s32(const float *input, int32_t size,
+                                               const float *scale, int32_t *output);
+
+/**
  * @brief Dequantise while average-pooling (kernel = stride, no padding, floor):
  *        out[n, oy, ox, c] = sum over the window of scale * (in - zero_point), / (kh * kw).
  *

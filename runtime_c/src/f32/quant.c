@@ -60,3 +60,28 @@ mcutl_f32_status_t mcutl_quantize_f32_s8(const float *input, int32_t size, float
     }
     return MCUTL_F32_OK;
 }
+
+mcutl_f32_status_t mcutl_quantize_bias_f32_s32(const float *input, int32_t size,
+                                               const float *scale, int32_t *output)
+{
+    int32_t i;
+
+    if (size < 0 || (size > 0 && (input == 0 || scale == 0 || output == 0))) {
+        return MCUTL_F32_ARG_ERROR;
+    }
+    for (i = 0; i < size; i++) {
+        const float q = input[i] / scale[i]; /* float32 division, as the host reference */
+        int32_t v;
+        if (!(scale[i] > 0.0f) || q != q) {
+            v = 0;
+        } else if (q >= 2147483520.0f) { /* the largest float below 2^31 */
+            v = 2147483647;
+        } else if (q <= -2147483520.0f) {
+            v = -2147483647 - 1;
+        } else {
+            v = round_half_away(q);
+        }
+        output[i] = v;
+    }
+    return MCUTL_F32_OK;
+}
