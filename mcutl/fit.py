@@ -49,8 +49,16 @@ class PlanRow:
 
     @property
     def label(self) -> str:
-        opts = " ".join(f"{k}={v}" for k, v in self.options.items())
+        opts = " ".join(f"{k}={_short(v)}" for k, v in self.options.items())
         return f"{self.method}{' ' + opts if opts else ''}"
+
+
+def _short(v: Any) -> str:
+    """Option values for labels: tensor names cut to their last 24 characters."""
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_short(x) for x in v) + "]"
+    text = str(v)
+    return text if len(text) <= 24 else "…" + text[-23:]
 
 
 def parse_bytes(text: str) -> int:
