@@ -120,15 +120,12 @@ def _summary(tm: TrainableModel) -> str:
             f"{tm.parameter_count()} trainable parameters")
 
 
-def _build(g: Graph, n: int, spec: Any, cut: str | None) -> TrainableModel:
-    return build_adaptor(g, n, spec, cut)
-
 
 register(Method(
     name="adaptor",
     title="DA3-style: small additive branches beside the top k frozen blocks, and a new head",
     spec=AdaptorSpec,
-    build=_build,
+    build=build_adaptor,
     capability=2,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}), ("--reduction 8", {"reduction": 8})),

@@ -12,7 +12,6 @@ conv's masked output gradient. TinyTL's lite residual modules are not included.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mcutl.ir.graph import Graph
 from mcutl.ir.trainable import TNode, TrainableModel
@@ -65,16 +64,13 @@ def _summary(tm: TrainableModel) -> str:
             f"{tm.parameter_count()} trainable parameters")
 
 
-def _build(g: Graph, n: int, spec: Any, cut: str | None) -> TrainableModel:
-    return build_bias(g, n, spec, cut)
-
 
 register(Method(
     name="bias",
     title="TinyTL-style: the frozen convs' biases (float in SRAM, requantised after each "
           "update) and a new head",
     spec=BiasSpec,
-    build=_build,
+    build=build_bias,
     capability=4,
     summary=_summary,
     fit_advice=(("--k 2", {"k": 2}), ("--k 1", {"k": 1})),

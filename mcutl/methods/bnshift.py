@@ -16,7 +16,6 @@ shift would); on the linear projection convs of inverted residuals it is exact.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -76,16 +75,13 @@ def _summary(tm: TrainableModel) -> str:
             "trainable parameters")
 
 
-def _build(g: Graph, n: int, spec: Any, cut: str | None) -> TrainableModel:
-    return build_bnshift(g, n, spec, cut)
-
 
 register(Method(
     name="bn-shift",
     title="MobileTL-style: per-channel shifts after the frozen convs of the top k blocks, "
           "binary-mask backward, and a new head",
     spec=BnShiftSpec,
-    build=_build,
+    build=build_bnshift,
     capability=3,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}),),

@@ -119,16 +119,13 @@ def _summary(tm: TrainableModel) -> str:
             f"{tm.info['from']} and a new head, {tm.parameter_count()} trainable parameters")
 
 
-def _build(g: Graph, n: int, spec: Any, cut: str | None) -> TrainableModel:
-    return build_finetune(g, n, spec, cut)
-
 
 register(Method(
     name="finetune-last-k",
     title="fine-tune float copies of the last k blocks (residual adds included) and a new "
           "head: the memory-hungry reference",
     spec=FinetuneSpec,
-    build=_build,
+    build=build_finetune,
     capability=1,
     summary=_summary,
     fit_advice=(("--k 1", {"k": 1}),),

@@ -8,7 +8,6 @@ parameters, gradients and optimizer state and the backbone's forward.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mcutl.ir.graph import Graph
 from mcutl.ir.trainable import TrainableModel
@@ -40,15 +39,12 @@ def _summary(tm: TrainableModel) -> str:
            f"{tm.parameter_count()} trainable parameters"
 
 
-def _build(g: Graph, n: int, spec: Any, cut: str | None) -> TrainableModel:
-    return build_last(g, n, spec, cut)
-
 
 register(Method(
     name="last",
     title="last layer: a new linear head on the frozen features",
     spec=LastSpec,
-    build=_build,
+    build=build_last,
     capability=5,
     summary=_summary,
 ))
