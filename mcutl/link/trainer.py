@@ -77,14 +77,15 @@ class TrainDevice:
         resp = self.device.request(proto.MsgType.INFER)
         return np.frombuffer(resp[: 4 * num_classes], dtype="<f4").astype(np.float32)
 
-    def get_block(self, which: int, count: int) -> np.ndarray:
+    def get_block(self, which: int, count: int, start: int = 0) -> np.ndarray:
+        """``count`` floats of block ``which`` from float index ``start``."""
         out = bytearray()
         total = 4 * count
         n = (self._max_chunk() // 4) * 4
         while len(out) < total:
             k = min(n, total - len(out))
             out += self.device.request(proto.MsgType.GET_PARAMS,
-                                       struct.pack("<BIH", which, len(out), k))
+                                       struct.pack("<BIH", which, 4 * start + len(out), k))
         return np.frombuffer(bytes(out), dtype="<f4").astype(np.float32)
 
     def set_block(self, which: int, values: np.ndarray) -> None:

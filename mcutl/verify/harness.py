@@ -39,6 +39,7 @@ from mcutl.errors import McutlError
 from mcutl.ir.trainable import TrainableModel, restore
 from mcutl.link.session import open_session
 from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
+from mcutl.ops.f32 import get_float_op
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
@@ -214,6 +215,12 @@ def verify(
         opt = torch.optim.Adam(params, lr=opts["lr"], betas=(opts["beta1"], opts["beta2"]),
                                eps=opts["eps"], weight_decay=opts["weight_decay"])
     layout = [(p["name"], p["offset"], p["count"]) for p in _param_layout(build)]
+    # parameters the device requantises into its int8 kernels (trained biases): the
+    # reference takes the device's values before every step, as it takes the int8 values
+    # at probe points, so that a rounding tie cannot make the two int8 runs drift apart
+    requantised = {f"{n.name}.{k}" for n in tm.nodes
+                   if get_float_op(n.op, n).backbone_param for k in n.params}
+    synced = [(name, off, cnt) for name, off, cnt in layout if name in requantised]
     n_params = sum(c for _, _, c in layout)
     if port is None and not qemu:
         target, elf, link = load_target("host"), build / info.firmware["host"], "host"
@@ -250,6 +257,7 @@ def verify(
                 theta = dev.get_block(PARAMS, n_params)
                 _load(ref, layout, theta)
                 opt.zero_grad()
+                _sync(dev, ref, synced)
                 loss_ref, flips = reference_loss(dev, ref, xq[i], label, points, flip_margin,
                                                  max_flip_fraction)
                 res = dev.step(update=False)
@@ -264,6 +272,7 @@ def verify(
                 if update:
                     dev.step(update_only=True)
             else:
+                _sync(dev, ref, synced)
                 loss_ref, flips = reference_loss(dev, ref, xq[i], label, points, flip_margin,
                                                  max_flip_fraction)
                 res = dev.step(update=update)
@@ -306,6 +315,16 @@ def verify(
                           stats, retries, flips_total, checked_total)
     (build / "verify.json").write_text(report.to_json())
     return report
+
+
+def _sync(dev: TrainDevice, ref: Any, ranges: list[tuple[str, int, int]]) -> None:
+    """Load the device's values of ``ranges`` (name, float offset, count) into ``ref``."""
+    if not ranges:
+        return
+    start = min(off for _, off, _ in ranges)
+    end = max(off + cnt for _, off, cnt in ranges)
+    theta = dev.get_block(PARAMS, end - start, start)
+    _load(ref, [(n, off - start, cnt) for n, off, cnt in ranges], theta)
 
 
 def _param_layout(build: Path) -> list[dict[str, Any]]:

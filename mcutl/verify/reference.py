@@ -128,6 +128,9 @@ class TorchReference(nn.Module):
         # a copy of the backbone whose int32 biases are requantised from the parameters
         self._biases = {self._producer[n.attrs["tensor"]].name: n for n in model.nodes
                         if get_float_op(n.op, n).backbone_param}
+        # the int32 bias tensor each trained bias replaces in the int8 run
+        self._bias_tensor = {self._producer[n.attrs["tensor"]].name: self._producer[
+            n.attrs["tensor"]].inputs[2] for n in self._biases.values()}
         self._graph = g.copy() if self._biases else g
         # float nodes to run right after each backbone tensor exists (the step's schedule)
         self._after: dict[str, list[Any]] = {}
@@ -155,9 +158,6 @@ class TorchReference(nn.Module):
         for n, v in self.export_parameters():
             target[n][...] = v
 
-    def _producer_by_name(self, name: str) -> Node:
-        return next(n for n in self._graph.nodes if n.name == name)
-
     # ---- forward ---------------------------------------------------------------
     def forward(self, x_q: np.ndarray,
                 forced: dict[str, np.ndarray] | None = None) -> torch.Tensor:
@@ -168,7 +168,7 @@ class TorchReference(nn.Module):
         forced = forced or {}
         g = self._graph
         for node_name, bn in self._biases.items():
-            b = g.tensors[self._producer_by_name(node_name).inputs[2]]
+            b = g.tensors[self._bias_tensor[node_name]]
             assert b.quant is not None
             b.data = quantize_bias(self.param(f"{bn.name}.bias").detach().numpy(),
                                    np.asarray(b.quant.scale, np.float32))
