@@ -18,6 +18,7 @@ from mcutl import __version__
 from mcutl.errors import McutlError
 from mcutl.methods import METHODS, Method
 from mcutl.targets import list_targets, load_target
+from mcutl.train.guard import DEFAULT_MAX_REJECTED
 
 # Piped or redirected output keeps whole tables and lines (rich would cut them at 80
 # columns); a terminal gets its own width.
@@ -203,7 +204,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # no option given: the defaults, or the largest size that fits (compile says so)
         spec = method.make_spec(values) if any(v is not None for v in values.values()) \
             else None
-        options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum)
+        options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                               max_loss=args.max_loss)
         with console.status(f"compiling {args.model} with {method.name} for {args.target}"):
             c = compile_model(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
@@ -330,21 +332,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
             data = (np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]))
     table = Table(title=f"verify {args.build}")
     for col in ("step", "label", "loss (device)", "loss (reference)", "rel err",
-                "max grad rel err", "int8 flips", "digest"):
+                "max grad rel err", "int8 flips", "rejected", "digest"):
         table.add_column(col)
     rep = verify(Path(args.build), steps=args.steps, data=data, qemu=args.qemu, port=args.port,
                  baud=args.baud, batch=args.batch, seed=args.seed,
-                 flip_margin=args.flip_margin)
+                 flip_margin=args.flip_margin, max_rejected=args.max_rejected,
+                 link_faults=args.link_faults)
     for r in rep.steps:
         g = max(r.grad_rel_err.values()) if r.grad_rel_err else None
         table.add_row(str(r.step), str(r.label), f"{r.loss_device:.6f}",
                       f"{r.loss_reference:.6f}", f"{r.loss_rel_err:.1e}",
-                      "-" if g is None else f"{g:.1e}", str(r.int8_flips), f"{r.digest:08x}")
+                      "-" if g is None else f"{g:.1e}", str(r.int8_flips), r.rejected or "-",
+                      f"{r.digest:08x}")
     console.print(table)
     console.print(f"max loss rel err {rep.max_loss_rel_err:.2e}, max gradient rel err "
                   f"{rep.max_grad_rel_err:.2e}; int8 rounding flips at requantisation points "
                   f"{rep.int8_flips} of {rep.int8_checked} values (ties, taken from the "
-                  f"device); device stats {rep.stats}", highlight=False)
+                  f"device); rejected by the device's guard (the reference agreed): "
+                  f"{rep.rejected_samples} samples, {rep.rejected_updates} updates; device "
+                  f"stats {rep.stats}", highlight=False)
+    if rep.stopped:
+        err_console.print(f"[red]error:[/] {rep.stopped}", highlight=False)
+        return 2
     if not rep.passed:
         err_console.print(f"[red]MISMATCH[/] {rep.first_mismatch}", highlight=False)
         return 1
@@ -389,9 +398,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from mcutl.train.loop import plot_losses, train
+    from mcutl.train.loop import TrainingStopped, load_state_file, plot_losses, train
 
     build = Path(args.build)
+    init = load_state_file(build, Path(args.init_from)) if args.init_from else None
     with np.load(args.data) as npz:
         if len(npz.files) < 2:
             raise McutlError(f"{args.data}: needs two arrays, inputs (model layout) then labels")
@@ -414,10 +424,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             rate = (done - 1) / max(time.perf_counter() - start[0], 1e-9)
             bar.update(task, completed=done, rate=rate, loss=loss)
 
-        res = train(build, x[tr], y[tr], epochs=args.epochs, batch=args.batch,
-                    eval_x=x[ev] if n_eval else None, eval_y=y[ev] if n_eval else None,
-                    qemu=args.qemu, port=args.port, baud=args.baud, seed=args.seed,
-                    progress=progress)
+        try:
+            res = train(build, x[tr], y[tr], epochs=args.epochs, batch=args.batch,
+                        eval_x=x[ev] if n_eval else None, eval_y=y[ev] if n_eval else None,
+                        qemu=args.qemu, port=args.port, baud=args.baud, seed=args.seed,
+                        progress=progress, max_rejected=args.max_rejected,
+                        init_from=init, link_faults=args.link_faults)
+        except TrainingStopped as exc:
+            bar.stop()
+            err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            return 130 if exc.interrupted else 2
     plot_losses(res, build / "train.png")
     if args.save:
         torch.save({k: torch.from_numpy(v) for k, v in res.params.items()}, args.save)
@@ -425,8 +441,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if res.acc_before is not None and res.acc_after is not None:
         acc = (f"; held-out accuracy on the device {100 * res.acc_before:.1f} % -> "
                f"{100 * res.acc_after:.1f} % ({n_eval} samples)")
+    ok = [v for v in res.losses if np.isfinite(v)]
+    rejected = ""
+    if res.rejected_samples or res.rejected_updates:
+        rejected = (f"; the device's guard rejected {res.rejected_samples} samples (loss not "
+                    f"finite or above the build's max_loss) and {res.rejected_updates} "
+                    "updates (non-finite)")
+    link = ""
+    if res.retries:
+        link = f"; link: {res.retries} resends, frames shrunk to {res.link_payload} B"
     console.print(f"trained on {res.samples} samples at {res.samples_per_s:.1f} samples/s; "
-                  f"loss {np.mean(res.losses[:10]):.3f} -> {np.mean(res.losses[-10:]):.3f}{acc}; "
+                  f"loss {np.mean(ok[:10]):.3f} -> {np.mean(ok[-10:]):.3f}{acc}{rejected}{link}; "
                   f"{build / 'train.png'}" + (f"; parameters in {args.save}" if args.save else ""),
                   highlight=False)
     return 0
@@ -495,6 +520,9 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     c.add_argument("--lr", type=float, default=0.03)
     c.add_argument("--momentum", type=float, default=0.9)
+    c.add_argument("--max-loss", type=float, default=100.0,
+                   help="step guard: a sample whose loss is above this (or not finite) adds "
+                        "no gradient; the device counts it (default: 100)")
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
     c.set_defaults(func=cmd_compile)
 
@@ -534,6 +562,10 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     v.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
     v.add_argument("--data", help="npz: inputs (model layout) then labels")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--max-rejected", type=int, default=DEFAULT_MAX_REJECTED,
+                   help="stop after the device's guard rejected this many steps in a row "
+                        "(default: %(default)s)")
+    v.add_argument("--link-faults", type=float, default=0.0, help=argparse.SUPPRESS)
     v.add_argument("--flip-margin", type=float, default=0.01,
                    help="an int8 value that the device rounds differently from the reference "
                         "is a tie if the reference's m/s is within this many quantisation "
@@ -548,6 +580,14 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     tr.add_argument("--holdout", type=float, default=0.2,
                     help="fraction kept out of training to measure accuracy (default 0.2)")
     tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
+    tr.add_argument("--init-from", help="start from these parameters (a state dict written "
+                                        "by --save or by an interrupted run) instead of the "
+                                        "build's")
+    tr.add_argument("--max-rejected", type=int, default=DEFAULT_MAX_REJECTED,
+                    help="stop after the device's guard rejected this many steps in a row "
+                         "(default: %(default)s)")
+    tr.add_argument("--link-faults", type=float, default=0.0,
+                    help="QEMU only, for testing: damage this fraction of the link's bytes")
     tr.add_argument("--seed", type=int, default=0)
     where = tr.add_mutually_exclusive_group()
     where.add_argument("--host", action="store_true", help="the host build (default)")

@@ -76,7 +76,7 @@ def infer_one(session: Session, sample: np.ndarray, attempts: int = 4) -> tuple[
     from mcutl.link.client import RepeatUnsafeError
 
     data = sample.tobytes()
-    chunk = session.hello.max_payload - 4
+    chunk = session.device.payload() - 4  # smaller on a damaged line
     for attempt in range(attempts):
         try:
             resp = b""

@@ -294,6 +294,10 @@ class F32Lib:
             "mcutl_sgd_accum_step_f32": (_i32, [ctypes.POINTER(CSgdParams), _i32, _pf, _pf]),
             "mcutl_adam_step_f32": (_i32, [ctypes.POINTER(CAdamParams), _i32, _i32, _pf, _pf,
                                            _pf, _pf, _i32]),
+            "mcutl_sgd_step_finite_f32": (_i32, [ctypes.POINTER(CSgdParams), _i32, _pf, _pf,
+                                                 _pf]),
+            "mcutl_adam_step_finite_f32": (_i32, [ctypes.POINTER(CAdamParams), _i32, _i32, _pf,
+                                                  _pf, _pf, _pf]),
             "mcutl_dequantize_s8_f32": (_i32, [_pi8, _i32, _f32, _i32, _pf]),
             "mcutl_dequantize_avg_pool_s8_f32": (_i32, [pD, _pi8, _i32, _i32, _f32, _i32,
                                                         _pf]),
@@ -569,6 +573,19 @@ class F32Lib:
         p = CAdamParams(lr, beta1, beta2, eps, wd)
         self.call("mcutl_adam_step_f32", ctypes.byref(p), step, w.size, _pf32(w), _pf32(g),
                   _pf32(m), _pf32(v), int(zero_grad))
+
+    def sgd_step_finite(self, lr: float, momentum: float, wd: float, w: F32Array,
+                        g: F32Array, buf: F32Array | None) -> int:
+        """The guard's status: 0 finite, 1 a value would be non-finite, -1 bad arguments."""
+        p = CSgdParams(lr, momentum, wd)
+        return self.status("mcutl_sgd_step_finite_f32", ctypes.byref(p), w.size, _pf32(w),
+                           _pf32(g), _pf32(buf))
+
+    def adam_step_finite(self, lr: float, beta1: float, beta2: float, eps: float, wd: float,
+                         step: int, w: F32Array, g: F32Array, m: F32Array, v: F32Array) -> int:
+        p = CAdamParams(lr, beta1, beta2, eps, wd)
+        return self.status("mcutl_adam_step_finite_f32", ctypes.byref(p), step, w.size,
+                           _pf32(w), _pf32(g), _pf32(m), _pf32(v))
 
     # ----------------------------------------------------------- quantisation
     def quantize_bias(self, b: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -1084,3 +1084,35 @@ def test_cross_compiles_for_cortex_m4_without_libm(tmp_path: Path) -> None:
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / "mathf.o")],
                          check=True, capture_output=True, text=True).stdout
     assert "vsqrt.f32" in dis  # the IEEE square root instruction, no libm call
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_step_finite_guard_agrees_with_the_step(lib: F32Lib, opt: str) -> None:
+    """The guard predicts exactly whether the step would leave a non-finite value, and
+    writes nothing; the same arithmetic as the step (bit for bit where it is finite)."""
+    rng = np.random.default_rng(5)
+    cases = [(1e-2, randn(rng, 40)), (1e-2, np.full(40, np.nan, np.float32)),
+             (1e30, randn(rng, 40, scale=1e10)), (1e38, randn(rng, 40, scale=10.0))]
+    cases[1][1][:39] = 1.0  # one NaN gradient among finite ones
+    seen = set()
+    for lr, grad in cases:
+        w = randn(rng, 40, scale=1e30)
+        state = [randn(rng, 40), np.abs(randn(rng, 40))]
+        before = [w.copy(), grad.copy(), *(a.copy() for a in state)]
+        if opt == "sgd":
+            st_ = lib.sgd_step_finite(lr, 0.9, 0.0, w, grad, state[0])
+        else:
+            st_ = lib.adam_step_finite(lr, 0.9, 0.999, 1e-8, 0.0, 3, w, grad, *state)
+        after = [w, grad, *state]
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after,
+                                                                          strict=True))
+        if opt == "sgd":
+            lib.sgd_step(lr, 0.9, 0.0, w, grad, state[0], zero_grad=False)
+            values = [w, state[0]]
+        else:
+            lib.adam_step(lr, 0.9, 0.999, 1e-8, 0.0, 3, w, grad, *state, zero_grad=False)
+            values = [w, *state]
+        finite = all(np.isfinite(a).all() for a in values)
+        assert st_ == (0 if finite else 1), (opt, lr)
+        seen.add(st_)
+    assert seen == {0, 1}  # both outcomes were exercised

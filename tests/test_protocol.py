@@ -42,7 +42,7 @@ def test_constants_match_spec() -> None:
     assert [int(t) for t in (p.MsgType.HELLO, p.MsgType.ECHO, p.MsgType.EXIT)] == [1, 2, 3]
     assert [int(t) for t in p.MsgType if 0x10 <= t <= 0x18] == list(range(0x10, 0x19))
     assert p.MsgType.ERROR == 0x7F
-    assert [int(c) for c in p.ErrorCode] == list(range(1, 9))
+    assert [int(c) for c in p.ErrorCode] == list(range(1, 10))  # ... BAD_STATE = 9
     assert p.response_type(p.MsgType.ECHO) == 0x82
 
 

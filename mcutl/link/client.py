@@ -50,20 +50,28 @@ from dataclasses import dataclass, field
 
 from mcutl.errors import McutlError
 from mcutl.link import protocol as proto
+from mcutl.link.adapt import Latency, LinkQuality
 from mcutl.link.transport import LinkClosedError, Transport
 
 __all__ = [
     "DEFAULT_RETRIES",
     "Device",
     "DeviceFaultError",
+    "DeviceSilentError",
     "LinkStats",
     "LinkTimeoutError",
     "RepeatUnsafeError",
 ]
 
-#: Retransmissions per request for serial links (QEMU, boards). The host build's pipe is
+#: Retransmissions per request (a Device without `silence`). The host build's pipe is
 #: lossless: open_session() uses 0 there.
 DEFAULT_RETRIES = 8
+#: Serial links (QEMU, boards) as open_session() sets them up: resend while the device
+#: shows signs of life (any byte received) up to this many times, waiting longer after
+#: each timeout; give up when it has been silent for LINK_SILENCE seconds.
+LINK_RETRIES = 400
+LINK_BACKOFF = 1.5
+LINK_SILENCE = 10.0
 #: How many problem descriptions LinkStats.errors keeps (the newest).
 ERRORS_KEPT = 50
 #: Longest wait for one attempt, as a multiple of the first attempt's timeout (backoff cap).
@@ -75,6 +83,10 @@ REPEAT_UNSAFE: frozenset[int] = frozenset({proto.MsgType.RUN})
 
 class LinkTimeoutError(McutlError):
     """No valid response within the timeout (after all retries)."""
+
+
+class DeviceSilentError(LinkTimeoutError):
+    """Nothing at all came from the device for `Device.silence` seconds."""
 
 
 class RepeatUnsafeError(LinkTimeoutError):
@@ -142,6 +154,14 @@ class Device:
     MAX_BACKOFF x timeout). `max_payload` is the device's (HELLO sets it): it bounds the
     resync search, and an OVERSIZE answer to a longer request is raised at once.
     `repeat_unsafe`: request types only retransmitted after a framing ERROR.
+
+    With ``silence`` (seconds) a request also gives up as soon as nothing at all has
+    come from the device for that long (and at least twice the first attempt's wait):
+    a dead device is reported in seconds, a noisy but living one is retried up to
+    ``retries`` times. With ``adaptive`` an attempt waits a few times the slowest answer
+    seen for its request type (`adapt.Latency`) instead of ``timeout``, which stays the
+    wait for a type not seen yet and the cap. `quality` estimates the line's damage rate;
+    `payload()` is the chunk size for chunked transfers that it suggests.
     """
 
     def __init__(
@@ -152,6 +172,8 @@ class Device:
         *,
         backoff: float = 1.0,
         max_payload: int = proto.MAX_PAYLOAD,
+        silence: float | None = None,
+        adaptive: bool = False,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
@@ -163,7 +185,12 @@ class Device:
         self.backoff = backoff
         self.max_payload = max_payload
         self.repeat_unsafe = REPEAT_UNSAFE
+        self.silence = silence
+        self.adaptive = adaptive
+        self.latency = Latency()
+        self.quality = LinkQuality()
         self.stats = LinkStats()
+        self._last_rx = 0.0  # time.monotonic() of the last byte received
         self._seq = 0
         self._rxbuf = bytearray()
         self._flush_next = False  # the device may hold a partial frame: send 0x00 first
@@ -222,10 +249,17 @@ class Device:
                 return None
             chunk = self.transport.read_some(min(max(left, 0.0), 0.2))
             polled = True
+            if chunk:
+                self._last_rx = time.monotonic()
             self.stats.bytes_in += len(chunk)
             self._rxbuf += chunk
 
     # ------------------------------------------------------------------ requests
+
+    def payload(self) -> int:
+        """Payload bytes per frame for chunked transfers: the device's maximum on a clean
+        line, less when frames get damaged (`adapt.LinkQuality`)."""
+        return self.quality.payload(self.max_payload)
 
     def _send(self, wire: bytes) -> None:
         if self._flush_next:
@@ -249,9 +283,12 @@ class Device:
         once all attempts are used up), DeviceFaultError, LinkTimeoutError, or
         LinkClosedError.
         """
-        timeout = self.timeout if timeout is None else timeout
+        if timeout is None:
+            timeout = (self.latency.timeout(msg_type, self.timeout) if self.adaptive
+                       else self.timeout)
         retries = self.retries if retries is None else retries
         self.stats.requests += 1
+        started = time.monotonic()
         want = proto.response_type(msg_type)
         seqs: set[int] = set()  # every attempt's seq: any of their answers will do
         wait = timeout
@@ -269,13 +306,16 @@ class Device:
             seq = self._next_seq()
             seqs.add(seq)
             first_seq = seq if first_seq is None else first_seq
-            self._send(proto.encode_frame(msg_type, seq, payload))
+            wire = proto.encode_frame(msg_type, seq, payload)
+            sent_at = time.monotonic()
+            self._send(wire)
             can_retry = attempt < retries
             resend = False  # give up on this attempt once the frames received are looked at
             deadline = time.monotonic() + wait
             while True:
                 item = self._next_frame(deadline)
                 if item is None:
+                    self._check_silence(msg_type, started, timeout, attempt)
                     if not resend:
                         self.stats.timeouts += 1
                         wait = min(wait * self.backoff, timeout * MAX_BACKOFF)
@@ -338,16 +378,40 @@ class Device:
                 # a retransmission of this request may still be on its way: make the next
                 # request start with a 0x00 in case it arrives damaged and unterminated
                 self._flush_next = self._flush_next or attempt > 0 or trouble
+                if attempt == 0:
+                    self.latency.record(msg_type, time.monotonic() - sent_at)
+                self.quality.record(attempt, len(wire) + proto.max_wire_size(
+                    len(frame.payload)))
                 return frame.payload
         self._flush_next = True
+        self.quality.record(retries + 1, 2 * len(wire))
         also = f" The device last reported: {last_framing}." if last_framing else ""
         raise LinkTimeoutError(
             f"no valid response to request type 0x{msg_type:02x} after {retries + 1} "
             f"attempt(s) (first timeout {timeout:.2f} s; {self.stats.bad_frames} damaged "
             f"frame(s) so far). Is the firmware running and is this the right port? For "
-            "QEMU check that the firmware booted (`mcutl ping --qemu`); on a noisy line "
-            f"raise retries or use smaller payloads.{also}"
+            "QEMU check that the firmware booted (`mcutl ping --qemu`); a board: check the "
+            "cable, the baud rate (--baud) and that no other program holds the port. "
+            f"(Frames already shrink and retries grow on a noisy line by themselves.){also}"
         )
+
+    def _check_silence(self, msg_type: int, started: float, first_wait: float,
+                       attempt: int) -> None:
+        """With `silence`: raise once nothing has come from the device for that long."""
+        if self.silence is None:
+            return
+        now = time.monotonic()
+        quiet = now - max(started, self._last_rx)
+        if quiet < max(self.silence, 2.0 * first_wait):
+            return
+        self._flush_next = True
+        self.quality.record(attempt + 1, 0)
+        raise DeviceSilentError(
+            f"the device stopped answering: nothing received for {quiet:.1f} s (request "
+            f"type 0x{msg_type:02x}, {attempt + 1} attempt(s)). In QEMU the firmware may "
+            "have exited or hung; a board may have reset, lost power or its USB cable: "
+            "check it, then `mcutl ping` it. Training stopped here; what the host has is "
+            "saved (see the message below, if any).")
 
     def hello(self, timeout: float | None = None, *, retries: int | None = None) -> proto.Hello:
         h = proto.Hello.parse(self.request(proto.MsgType.HELLO, b"", timeout, retries=retries))

@@ -6,7 +6,7 @@ Per byte and per direction independently the proxy flips one random bit, drops t
 byte, or sends it twice, each with its own probability, from a random generator seeded
 per direction (the same byte stream is damaged the same way every time). It counts what
 it did. Loopback only; one client; threads that end by themselves when either side
-closes, when `lifetime` seconds have passed, or on close(). Data is relayed in bounded
+closes, when `lifetime` seconds (if given) have passed, or on close(). Data is relayed in bounded
 chunks with back-pressure (blocking sends), nothing is queued without limit.
 
 `NoisyQemuSession` is a QemuSession whose serial link runs through a FaultProxy, and
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import random
 import select
 import socket
@@ -155,7 +156,7 @@ class FaultProxy:
         upstream_host: str = "127.0.0.1",
         connect_timeout: float = 10.0,
         accept_timeout: float = 30.0,
-        lifetime: float = 900.0,
+        lifetime: float | None = 900.0,
         alive: Callable[[], bool] | None = None,
     ) -> None:
         _check_loopback(upstream_host)
@@ -169,7 +170,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
-        self._end = time.monotonic() + lifetime
+        self._end = math.inf if lifetime is None else time.monotonic() + lifetime
         self.error: str | None = None  # why the relay ended early, if it did
 
         self._upstream = self._connect(upstream_host, upstream_port, connect_timeout, alive)
@@ -348,7 +349,7 @@ class NoisyQemuSession(QemuSession):
         if self.proxy is not None:  # an earlier start attempt
             self.proxy.close()
         self.proxy = FaultProxy(
-            port, *self.faults, seed=self.seed, lifetime=self.timeout + 30.0,
+            port, *self.faults, seed=self.seed, lifetime=None,  # ends with QEMU's socket
             alive=lambda: self.proc.poll() is None,
         )
         return SerialTransport(self.proxy.url, connect_timeout=5.0)
@@ -372,16 +373,20 @@ def open_noisy_session(
     retries: int = DEFAULT_RETRIES,
     backoff: float = 1.5,
     qemu_timeout: float = 300.0,
+    silence: float | None = None,
+    adaptive: bool = False,
 ) -> Iterator[Session]:
     """`open_session(qemu=True)` through a FaultProxy: the device's link is noisy.
 
-    `timeout`/`retries`/`backoff` configure the Device (see client.Device); the session's
+    `timeout`/`retries`/`backoff`/`silence`/`adaptive` configure the Device (see
+    client.Device); the session's
     `qemu` is the NoisyQemuSession (its `proxy` counts the damage done).
     """
     q = NoisyQemuSession(target, elf, to_device, to_host, seed=seed, timeout=qemu_timeout)
     q.start()
     try:
-        device = Device(q.transport, timeout=timeout, retries=retries, backoff=backoff)
+        device = Device(q.transport, timeout=timeout, retries=retries, backoff=backoff,
+                        silence=silence, adaptive=adaptive)
         hello = handshake(device, timeout=max(timeout, 0.5))
         yield Session(device=device, hello=hello, qemu=q)
     finally:

@@ -104,6 +104,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_TYPE = 0x06
     BAD_PAYLOAD = 0x07
     INTERNAL = 0x08
+    BAD_STATE = 0x09
 
 
 #: Codes raised before the device trusts a frame's header: the seq in such an
@@ -126,6 +127,8 @@ _HINTS: dict[int, str] = {
     ErrorCode.UNKNOWN_TYPE: "the firmware has no handler for this request; rebuild and "
     "reflash it with the feature enabled, or use a matching mcutl version",
     ErrorCode.BAD_PAYLOAD: "the request payload was rejected; fix the request as the reason says",
+    ErrorCode.BAD_STATE: "the request came out of order for the session (docs/protocol.md, "
+    "Session state); send what the reason says is missing first",
     ErrorCode.INTERNAL: "firmware bug: a handler overflowed its response buffer; "
     "report it with this message",
 }

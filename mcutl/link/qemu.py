@@ -3,8 +3,9 @@
 QEMU is started with `-serial tcp:127.0.0.1:PORT,server=on,wait=on,nodelay=on`, so
 the CPU starts only once we are connected (no boot output lost) and Nagle does not
 stall small frames. Semihosting is enabled: the firmware exits with its own exit
-code and its fault handler's report reaches QEMU's stderr. Every session runs
-under a wall-clock timeout; QEMU is always killed on the way out.
+code and its fault handler's report reaches QEMU's stderr. A watchdog kills QEMU
+once nothing has come from it for `timeout` seconds (a hung firmware; a long healthy
+session is not cut off); QEMU is always killed on the way out.
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ class QemuSession:
                 self.proc.wait()
         else:
             raise QemuError(f"could not start QEMU for {self.target.name}: {last_error}")
-        self._watchdog = threading.Timer(self.timeout, self._on_timeout)
-        self._watchdog.daemon = True
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True)
         self._watchdog.start()
 
     def _connect(self, port: int) -> SerialTransport:
@@ -152,9 +153,14 @@ class QemuSession:
                 time.sleep(0.02)
         raise QemuError("QEMU did not open its serial socket within 10 s")
 
-    def _on_timeout(self) -> None:
-        self._timed_out.set()
-        self.proc.kill()
+    def _watch(self) -> None:
+        """Kill QEMU once nothing has come from it for `timeout` seconds (a healthy
+        session that keeps answering runs as long as it needs)."""
+        while not self._stop.wait(min(0.25, self.timeout / 4)):
+            if time.monotonic() - self.transport.last_rx >= self.timeout:
+                self._timed_out.set()
+                self.proc.kill()
+                return
 
     def _err(self) -> str:
         self._stderr.seek(0)
@@ -189,7 +195,7 @@ class QemuSession:
     def _finish(self, code: int | None) -> QemuResult:
         if self.result is not None:
             return self.result
-        self._watchdog.cancel()
+        self._stop.set()
         if hasattr(self, "transport"):
             self.transport.close()
         timed_out = self._timed_out.is_set()

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from mcutl.errors import McutlError
 from mcutl.link import protocol as proto
-from mcutl.link.client import DEFAULT_RETRIES, Device, LinkTimeoutError
+from mcutl.link.client import (
+    LINK_BACKOFF,
+    LINK_RETRIES,
+    LINK_SILENCE,
+    Device,
+    LinkTimeoutError,
+)
 from mcutl.link.qemu import QemuResult, QemuSession
 from mcutl.link.transport import ProcessTransport, SerialTransport, Transport
 from mcutl.targets import Target
@@ -63,10 +69,31 @@ def open_session(
     port: str | None = None,
     baud: int = 115200,
     timeout: float = 5.0,
-    qemu_timeout: float = 600.0,
+    qemu_timeout: float = 120.0,
     icount: bool = False,
+    link_faults: float = 0.0,
 ) -> Iterator[Session]:
-    """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake."""
+    """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake.
+
+    Serial links (QEMU, boards) adapt to the line (client.Device: timeouts from the
+    answers seen, frames shrunk after damage, resends while the device shows signs of
+    life, an error after LINK_SILENCE s of silence). `timeout` is the longest wait for
+    one answer. QEMU is killed after `qemu_timeout` s without a byte from it, not after
+    a total time. ``link_faults`` (QEMU only, for testing) damages that fraction of the
+    bytes both ways (flipped, dropped or doubled: link.fault_proxy).
+    """
+    if link_faults:
+        if not qemu or port is not None:
+            raise McutlError("--link-faults damages the bytes of a QEMU link: use it with "
+                             "--qemu")
+        from mcutl.link.fault_proxy import open_noisy_session
+
+        with open_noisy_session(target, elf, link_faults, timeout=timeout,
+                                retries=LINK_RETRIES, backoff=LINK_BACKOFF,
+                                qemu_timeout=qemu_timeout, silence=LINK_SILENCE,
+                                adaptive=True) as noisy:
+            yield noisy
+        return
     q: QemuSession | None = None
     host: ProcessTransport | None = None
     transport: Transport
@@ -86,8 +113,11 @@ def open_session(
         )
     try:
         # the host build's pipe loses nothing: no retransmissions there
-        retries = 0 if host is not None else DEFAULT_RETRIES
-        device = Device(transport, timeout=timeout, retries=retries)
+        if host is not None:
+            device = Device(transport, timeout=timeout, retries=0)
+        else:
+            device = Device(transport, timeout=timeout, retries=LINK_RETRIES,
+                            backoff=LINK_BACKOFF, silence=LINK_SILENCE, adaptive=True)
         hello = handshake(device)
         yield Session(device=device, hello=hello, qemu=q, host=host)
     finally:

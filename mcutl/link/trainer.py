@@ -15,6 +15,10 @@ from mcutl.link.client import Device
 PARAMS, GRADS, OPT_STATE = 0, 1, 2
 FLAG_UPDATE = 1  # apply the optimizer after this sample
 FLAG_UPDATE_ONLY = 2  # apply the optimizer, no sample
+# STEP outcome bits (runtime_c/include/mcutl/train.h)
+UPDATED = 1  # the optimizer ran
+SAMPLE_REJECTED = 2  # loss not finite or above the build's max_loss: no gradient
+UPDATE_REJECTED = 4  # the update would have made a value non-finite: not applied
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,23 @@ class StepResult:
     loss_bits: int  # the float32's bits, for bit-identical comparisons
     steps: int
     ticks: int
-    updated: bool
+    outcome: int  # UPDATED | SAMPLE_REJECTED | UPDATE_REJECTED bits
+
+    @property
+    def updated(self) -> bool:
+        return bool(self.outcome & UPDATED)
+
+    @property
+    def sample_rejected(self) -> bool:
+        return bool(self.outcome & SAMPLE_REJECTED)
+
+    @property
+    def update_rejected(self) -> bool:
+        return bool(self.outcome & UPDATE_REJECTED)
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.outcome & (SAMPLE_REJECTED | UPDATE_REJECTED))
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,9 @@ class Stats:
     stack_unused: int
     arena_bytes: int
     rx_dropped: int
+    rejected_samples: int  # samples whose loss failed the guard (no gradient)
+    rejected_updates: int  # updates not applied (they would have been non-finite)
+    rejected_in_a_row: int  # rejections since the last applied update
 
 
 class TrainDevice:
@@ -49,13 +72,16 @@ class TrainDevice:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.chunk = 0
+        self.chunk = 0  # payload bytes per chunk; 0: follow the link (Device.payload())
         self._step_id = 0
 
     def _max_chunk(self) -> int:
-        if not self.chunk:
-            self.chunk = proto.MAX_PAYLOAD - 16
-        return self.chunk
+        """Payload bytes of one chunk of a SAMPLE / GET_PARAMS / SET_PARAMS / PROBE
+        transfer: ``chunk`` if set, else what the link suggests now (smaller after
+        damage), less the request's own header."""
+        if self.chunk:
+            return self.chunk
+        return max(16, self.device.payload() - 16)
 
     def sample(self, x_q: np.ndarray, label: int) -> None:
         """Send one int8 NHWC sample and its label (chunked to the payload size)."""
@@ -69,9 +95,9 @@ class TrainDevice:
         self._step_id = (self._step_id + 1) & 0xFFFFFFFF
         flags = (FLAG_UPDATE if update else 0) | (FLAG_UPDATE_ONLY if update_only else 0)
         resp = self.device.request(proto.MsgType.STEP, struct.pack("<IB", self._step_id, flags))
-        loss_bits, steps, ticks, updated = struct.unpack("<IIIB", resp[:13])
+        loss_bits, steps, ticks, outcome = struct.unpack("<IIIB", resp[:13])
         (loss,) = struct.unpack("<f", struct.pack("<I", loss_bits))
-        return StepResult(loss, loss_bits, steps, ticks, bool(updated))
+        return StepResult(loss, loss_bits, steps, ticks, outcome)
 
     def infer(self, num_classes: int) -> np.ndarray:
         resp = self.device.request(proto.MsgType.INFER)
@@ -101,7 +127,7 @@ class TrainDevice:
         return Digest(crc, nbytes, steps, updates)
 
     def stats(self) -> Stats:
-        return Stats(*struct.unpack("<IIIIII", self.device.request(proto.MsgType.STATS)[:24]))
+        return Stats(*struct.unpack("<9I", self.device.request(proto.MsgType.STATS)[:36]))
 
     def reset(self) -> None:
         self.device.request(proto.MsgType.RESET)

@@ -53,6 +53,7 @@ class SerialTransport(Transport):
     def __init__(self, url: str, baudrate: int = 115200, connect_timeout: float = 0.0) -> None:
         self.url = url
         self._closed_error: LinkClosedError | None = None
+        self.last_rx = time.monotonic()  # when a byte last arrived (or the link opened)
         deadline = time.monotonic() + connect_timeout
         while True:
             try:
@@ -89,6 +90,8 @@ class SerialTransport(Transport):
             self._closed_error = LinkClosedError(f"serial link {self.url} closed: {exc}")
             if not data:
                 raise self._closed_error from exc
+        if data:
+            self.last_rx = time.monotonic()
         return data
 
     def close(self) -> None:

@@ -35,12 +35,16 @@ class TrainOptions:
     beta2: float = 0.999
     eps: float = 1e-8
     label_smoothing: float = 0.0
+    # the step guard: a sample whose loss is above this (or not finite) adds no gradient
+    max_loss: float = 100.0
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer {self.optimizer!r}: choose 'sgd' or 'adam'")
         if not self.lr > 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.max_loss < 3.4e38:
+            raise ValueError(f"max_loss must be a finite number > 0, got {self.max_loss}")
 
 
 @dataclass
@@ -118,6 +122,7 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "beta2": repr(float(np.float32(options.beta2))),
         "eps": repr(float(np.float32(options.eps))),
         "label_smoothing": repr(float(np.float32(options.label_smoothing))),
+        "max_loss": repr(float(np.float32(options.max_loss))),
     }
     files = {
         "train.c": _env.get_template("train.c.j2").render(values),

@@ -42,6 +42,13 @@ from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
 from mcutl.ops.f32 import get_float_op
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
+from mcutl.train.guard import (
+    DEFAULT_MAX_REJECTED,
+    RejectionCounter,
+    TrainingDivergedError,
+    guarded_step,
+    loss_ok,
+)
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
 
 
@@ -62,6 +69,7 @@ class StepRecord:
     grad_tol: float = 0.0  # the relative tolerance the gradients were held to this step
     int8_flips: int = 0  # requantised values where device and reference round differently
     flip_max_distance: float = 0.0  # of a flipped value from its rounding boundary (steps)
+    rejected: str = ""  # the device's guard: "sample" (loss), "update" (non-finite), both
 
 
 @dataclass
@@ -77,6 +85,9 @@ class VerifyReport:
     retries: int = 0
     int8_flips: int = 0  # over all steps
     int8_checked: int = 0  # requantised values compared, over all steps
+    rejected_samples: int = 0  # the device's guard rejected them (reference agreed)
+    rejected_updates: int = 0
+    stopped: str | None = None  # why verification stopped early (training diverged)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -190,10 +201,15 @@ def verify(
     seed: int = 0,
     progress: Callable[[StepRecord], None] | None = None,
     rounding_jitter: float = 0.0,
+    max_rejected: int = DEFAULT_MAX_REJECTED,
+    link_faults: float = 0.0,
 ) -> VerifyReport:
     """Train ``steps`` samples on the device and check each against the reference.
     ``rounding_jitter`` (tests only) moves the reference's own rounding input by up to
-    that many quantisation steps, as another machine's float arithmetic could."""
+    that many quantisation steps, as another machine's float arithmetic could.
+    The device's guard (train.h) is mirrored: the reference skips a sample the device
+    rejected and an update the device did not apply, and each such decision must be
+    the reference's own; after ``max_rejected`` rejections in a row it stops."""
     from mcutl.verify.reference import TorchReference
 
     info, tm = load_trainable(build)
@@ -232,7 +248,12 @@ def verify(
     first: str | None = None  # the first mismatch, named
     max_loss = max_grad = 0.0
     flips_total = checked_total = 0
-    with open_session(target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0) as s:
+    bound = float(np.float32(opts.get("max_loss", np.inf)))
+    rejections = RejectionCounter(max_rejected)
+    stopped: str | None = None
+    accepted = 0  # samples of the current mini-batch whose gradient the device took
+    with open_session(target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0,
+                      link_faults=link_faults) as s:
         check_model(info, s.hello)
         dev = TrainDevice(s.device)
         dev.reset()
@@ -252,6 +273,7 @@ def verify(
             grad_errs: dict[str, float] = {}
             grad_tol = grad_rtol
             at_batch_start = i % batch == 0
+            upd = None  # the outcome of the update, if one ran
             if at_batch_start and (i % check_every == 0 or i == len(xq) - 1):
                 # same parameters: the device's, loaded into the reference
                 theta = dev.get_block(PARAMS, n_params)
@@ -262,7 +284,8 @@ def verify(
                                                  max_flip_fraction)
                 res = dev.step(update=False)
                 g_dev = dev.get_block(GRADS, n_params)
-                loss_ref.backward()
+                if not res.sample_rejected:
+                    loss_ref.backward()
                 grad_tol = grad_rtol + softmax_rounding(ref.trace.logits, label)
                 for name, off, cnt in layout:
                     gr = ref.param(name).grad
@@ -270,31 +293,49 @@ def verify(
                     grad_errs[name] = rel_err(g_dev[off: off + cnt], g_ref.reshape(-1),
                                               grad_atol * np.sqrt(cnt) / grad_rtol)
                 if update:
-                    dev.step(update_only=True)
+                    upd = dev.step(update_only=True)
             else:
                 _sync(dev, ref, synced)
                 loss_ref, flips = reference_loss(dev, ref, xq[i], label, points, flip_margin,
                                                  max_flip_fraction)
-                res = dev.step(update=update)
-                loss_ref.backward()
-            if update:
-                opt.step()
-                opt.zero_grad()
+                res = upd = dev.step(update=update)
+                if not res.sample_rejected:
+                    loss_ref.backward()
             lr_val = float(loss_ref.detach())
+            guard = _guard_problem(i, res.sample_rejected, res.loss, lr_val, bound, loss_rtol)
+            accepted += 0 if res.sample_rejected else 1
+            if update and upd is not None and accepted == 0:
+                # every sample of the mini-batch rejected: the device applies nothing
+                if upd.updated or upd.update_rejected:
+                    guard = guard or f"step {i}: the device updated without a gradient"
+            elif update and upd is not None:
+                accepted = 0
+                applied = guarded_step(opt)
+                if first is None and applied == upd.update_rejected:
+                    guard = guard or (
+                        f"step {i}: the device {'rejected' if upd.update_rejected else 'applied'}"
+                        f" the update, the reference's would {'' if applied else 'not '}be "
+                        "finite")
+                opt.zero_grad()
             rec = StepRecord(
                 step=i, label=label, loss_device=res.loss, loss_device_bits=res.loss_bits,
                 loss_reference=lr_val,
-                loss_rel_err=abs(res.loss - lr_val) / max(abs(lr_val), loss_floor),
+                loss_rel_err=_loss_err(res.loss, lr_val, loss_floor),
                 digest=dev.digest().crc32, grad_rel_err=grad_errs,
                 grad_tol=grad_tol if grad_errs else 0.0,
                 int8_flips=sum(f.flips for f in flips),
                 flip_max_distance=max((f.max_distance for f in flips), default=0.0),
+                rejected="+".join(w for w, bad in (
+                    ("sample", res.sample_rejected),
+                    ("update", upd is not None and upd.update_rejected)) if bad),
             )
             flips_total += rec.int8_flips
             checked_total += sum(f.size for f in flips)
             flip_problem = next((f.problem for f in flips if f.problem), None)
             if first is None and flip_problem is not None:
                 first = f"step {i}: {flip_problem}"
+            if first is None and guard is not None:
+                first = guard
             records.append(rec)
             max_loss = max(max_loss, rec.loss_rel_err)
             if grad_errs:
@@ -303,6 +344,17 @@ def verify(
                 first = _first_problem(rec, loss_rtol, grad_rtol, against)
             if progress is not None:
                 progress(rec)
+            try:
+                if res.sample_rejected:
+                    rejections.sample_rejected(res.loss)
+                if upd is not None:
+                    if upd.update_rejected:
+                        rejections.update_rejected()
+                    elif upd.updated:
+                        rejections.update_applied()
+            except TrainingDivergedError as exc:
+                stopped = str(exc)
+                break
         st = dev.stats()
         final = dev.get_block(PARAMS, n_params)
         if params_crc(final) != records[-1].digest:
@@ -312,7 +364,9 @@ def verify(
         if qemu or target.is_host:
             s.finish(0)
     report = VerifyReport(str(build), link, records, max_loss, max_grad, first, first is None,
-                          stats, retries, flips_total, checked_total)
+                          stats, retries, flips_total, checked_total,
+                          rejected_samples=rejections.samples,
+                          rejected_updates=rejections.updates, stopped=stopped)
     (build / "verify.json").write_text(report.to_json())
     return report
 
@@ -338,15 +392,38 @@ def _load(ref: Any, layout: list[tuple[str, int, int]], theta: np.ndarray) -> No
             p.copy_(torch.from_numpy(theta[off: off + cnt].reshape(p.shape).copy()))
 
 
+def _loss_err(device: float, reference: float, floor: float) -> float:
+    if not (np.isfinite(device) or np.isfinite(reference)):
+        return 0.0  # both not finite (a rejected sample): nothing to compare
+    return abs(device - reference) / max(abs(reference), floor)
+
+
+def _guard_problem(step: int, rejected: bool, loss_dev: float, loss_ref: float, bound: float,
+                   rtol: float) -> str | None:
+    """The device's loss guard must decide as the reference's loss does (a loss within
+    the tolerance of the bound may go either way)."""
+    if rejected == (not loss_ok(loss_ref, bound)):
+        return None
+    if np.isfinite(loss_ref) and abs(loss_ref - bound) <= rtol * bound:
+        return None
+    return (f"step {step}: the device {'rejected' if rejected else 'trained on'} the sample "
+            f"(loss {loss_dev:.6g}) but the reference's loss {loss_ref:.6g} is "
+            f"{'within' if loss_ok(loss_ref, bound) else 'beyond'} the bound {bound:g}")
+
+
 def _first_problem(rec: StepRecord, loss_rtol: float, grad_rtol: float,
                    against: list[StepRecord] | None) -> str | None:
-    if not np.isfinite(rec.loss_device):
-        return f"step {rec.step}: the device's loss is {rec.loss_device}"
-    if rec.loss_rel_err > loss_rtol:
-        return (f"step {rec.step}: loss {rec.loss_device!r} vs reference "
-                f"{rec.loss_reference!r} (relative error {rec.loss_rel_err:.2e} > {loss_rtol})")
-    if not np.isfinite(rec.loss_reference):
-        return f"step {rec.step}: the reference's loss is {rec.loss_reference}"
+    # a rejected sample: its decision was checked (_guard_problem), its loss is past the
+    # bound, where float32 rounding of huge values need not agree
+    if "sample" not in rec.rejected:
+        if not np.isfinite(rec.loss_device):
+            return f"step {rec.step}: the device's loss is {rec.loss_device}"
+        if rec.loss_rel_err > loss_rtol:
+            return (f"step {rec.step}: loss {rec.loss_device!r} vs reference "
+                    f"{rec.loss_reference!r} (relative error {rec.loss_rel_err:.2e} > "
+                    f"{loss_rtol})")
+        if not np.isfinite(rec.loss_reference):
+            return f"step {rec.step}: the reference's loss is {rec.loss_reference}"
     tol = max(grad_rtol, rec.grad_tol)
     for name, err in rec.grad_rel_err.items():
         if err > tol:

@@ -52,6 +52,8 @@ extern "C" {
 typedef int32_t mcutl_f32_status_t;
 #define MCUTL_F32_OK ((mcutl_f32_status_t)0)
 #define MCUTL_F32_ARG_ERROR ((mcutl_f32_status_t)-1)
+/** The *_finite checks: the step would make a value infinite or NaN. */
+#define MCUTL_F32_NONFINITE ((mcutl_f32_status_t)1)
 
 /** Bytes of a 1-bit mask over `size` elements. */
 #define MCUTL_F32_MASK_BYTES(size) (((size) + 7) / 8)
@@ -748,6 +750,15 @@ mcutl_f32_status_t mcutl_sgd_step_f32(const mcutl_f32_sgd_params_t *params, int3
                                       int32_t zero_grad);
 
 /**
+ * @brief Would mcutl_sgd_step_f32 with these arguments keep every weight and momentum
+ *        value finite? The same arithmetic, nothing written (a guard before the step).
+ * @return MCUTL_F32_OK (finite), MCUTL_F32_NONFINITE, or MCUTL_F32_ARG_ERROR.
+ */
+mcutl_f32_status_t mcutl_sgd_step_finite_f32(const mcutl_f32_sgd_params_t *params, int32_t size,
+                                             const float *weight, const float *grad,
+                                             const float *momentum_buf);
+
+/**
  * @brief SGD with momentum without a gradient buffer, step 1 of 2: v *= mu.
  *
  * Call before the first backward of a mini-batch; the backward kernels then
@@ -811,6 +822,16 @@ typedef struct {
 mcutl_f32_status_t mcutl_adam_step_f32(const mcutl_f32_adam_params_t *params, int32_t step,
                                        int32_t size, float *weight, float *grad,
                                        float *exp_avg, float *exp_avg_sq, int32_t zero_grad);
+
+/**
+ * @brief Would mcutl_adam_step_f32 with these arguments keep every weight and moment
+ *        finite? The same arithmetic, nothing written (a guard before the step).
+ * @return MCUTL_F32_OK (finite), MCUTL_F32_NONFINITE, or MCUTL_F32_ARG_ERROR.
+ */
+mcutl_f32_status_t mcutl_adam_step_finite_f32(const mcutl_f32_adam_params_t *params,
+                                              int32_t step, int32_t size, const float *weight,
+                                              const float *grad, const float *exp_avg,
+                                              const float *exp_avg_sq);
 
 /* ------------------------------------------------------------------------ */
 /* Quantisation                                                             */

@@ -85,7 +85,8 @@ typedef uint8_t mcutl_err_t;
 #define MCUTL_ERR_UNKNOWN_TYPE 0x06u /* no handler for the request type */
 #define MCUTL_ERR_BAD_PAYLOAD 0x07u  /* handler rejected the payload */
 #define MCUTL_ERR_INTERNAL 0x08u     /* handler overflowed its response buffer */
-/* 0x09..0x7F reserved for later protocol codes; 0x80..0xFF for handlers. */
+#define MCUTL_ERR_BAD_STATE 0x09u    /* request out of order (STEP before a whole SAMPLE) */
+/* 0x0A..0x7F reserved for later protocol codes; 0x80..0xFF for handlers. */
 #define MCUTL_ERR_APP_FIRST 0x80u
 
 /* ------------------------------------------------------------------------ */
@@ -307,8 +308,8 @@ typedef struct mcutl_server mcutl_server_t;
  * Request handler. Reads the request payload and appends the response
  * payload to @p resp (capacity MCUTL_PROTO_MAX_PAYLOAD).
  * On success return MCUTL_OK. On failure return an error code (normally
- * MCUTL_ERR_BAD_PAYLOAD or >= MCUTL_ERR_APP_FIRST) and leave a short reason
- * text in @p resp (reset resp->len to 0 first if payload was written).
+ * MCUTL_ERR_BAD_PAYLOAD, MCUTL_ERR_BAD_STATE or >= MCUTL_ERR_APP_FIRST) and leave a
+ * short reason text in @p resp (reset resp->len to 0 first if payload was written).
  * If resp->overflow is set on success the server answers MCUTL_ERR_INTERNAL.
  * Application state is reachable as srv->cfg->user.
  */

@@ -26,13 +26,43 @@ uint32_t mcutl_train_input_bytes(void);
 /** Label of the current sample, 0 .. num_classes - 1. */
 void mcutl_train_set_label(int32_t label);
 
+/* Outcome bits of mcutl_train_step / mcutl_train_update. */
+#define MCUTL_TRAIN_UPDATED 1u         /**< the optimizer ran */
+#define MCUTL_TRAIN_SAMPLE_REJECTED 2u /**< loss not finite or above the build's bound:
+                                            no gradient from this sample */
+#define MCUTL_TRAIN_UPDATE_REJECTED 4u /**< the update would have made a parameter or an
+                                            optimizer value non-finite: not applied, the
+                                            gradients dropped */
+
 /**
  * Forward + loss + backward on the current sample (gradients accumulate), then, if
  * @p update != 0, the optimizer over all parameters (which zeroes the gradients).
- * @param[out] loss  softmax cross-entropy of the sample (before the update)
+ * Guarded: a loss that is not finite or above the bound adds no gradient; an update
+ * with no gradient since the last one (every sample rejected) does nothing, and one that
+ * would make a value non-finite is not applied (parameters unchanged).
+ * @param[out] loss     softmax cross-entropy of the sample (before the update)
+ * @param[out] outcome  MCUTL_TRAIN_* bits
  * @return 0, or 1 + the index of the kernel call that rejected its arguments
  */
-int mcutl_train_step(float *loss, int update);
+int mcutl_train_step(float *loss, int update, uint32_t *outcome);
+
+/**
+ * The optimizer alone (the end of a mini-batch whose last sample ran without update).
+ * Nothing happens when no sample added a gradient since the last update (all rejected).
+ * @return MCUTL_TRAIN_UPDATED, MCUTL_TRAIN_UPDATE_REJECTED, or 0 (nothing to apply)
+ */
+uint32_t mcutl_train_update(void);
+
+/** Training counters since the last reset. */
+typedef struct {
+    uint32_t steps;             /**< samples trained on (their gradient accumulated) */
+    uint32_t updates;           /**< optimizer updates applied */
+    uint32_t rejected_samples;  /**< samples whose loss failed the guard */
+    uint32_t rejected_updates;  /**< updates not applied (non-finite) */
+    uint32_t rejected_in_a_row; /**< rejections since the last applied update */
+} mcutl_train_counters_t;
+
+void mcutl_train_get_counters(mcutl_train_counters_t *counters);
 
 /**
  * Forward pass only; writes num_classes float32 logits.
@@ -40,7 +70,7 @@ int mcutl_train_step(float *loss, int update);
  */
 int mcutl_infer(float *logits);
 
-/** Back to the initial parameters; zero gradients and optimizer state. */
+/** Back to the initial parameters; zero gradients, optimizer state and counters. */
 void mcutl_train_reset(void);
 
 #ifdef __cplusplus

@@ -103,4 +103,10 @@ static inline float f32_from_bits(uint32_t u)
     return b.f;
 }
 
+/** 1 if x is neither infinite nor NaN (by its exponent bits: independent of FP flags). */
+static inline int f32_is_finite(float x)
+{
+    return (f32_to_bits(x) & 0x7F800000u) != 0x7F800000u;
+}
+
 #endif /* MCUTL_F32_INTERNAL_H */

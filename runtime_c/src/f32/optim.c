@@ -13,29 +13,71 @@ static int sgd_params_ok(const mcutl_f32_sgd_params_t *p)
            p->weight_decay >= 0.0f;
 }
 
+/* One element of an SGD step: the new momentum *v and the new weight (the arithmetic
+ * the step and its finiteness check share). */
+static inline float sgd_element(const mcutl_f32_sgd_params_t *p, float w, float g, float *v)
+{
+    if (p->weight_decay != 0.0f) {
+        g += p->weight_decay * w;
+    }
+    if (p->momentum != 0.0f) {
+        g = p->momentum * *v + g;
+        *v = g;
+    }
+    return w - p->lr * g;
+}
+
+static int sgd_args_ok(const mcutl_f32_sgd_params_t *params, int32_t size, const float *weight,
+                       const float *grad, const float *momentum_buf)
+{
+    return sgd_params_ok(params) && size >= 0 &&
+           (size == 0 || (weight != 0 && grad != 0 &&
+                          (params->momentum == 0.0f || momentum_buf != 0)));
+}
+
 mcutl_f32_status_t mcutl_sgd_step_f32(const mcutl_f32_sgd_params_t *params, int32_t size,
                                       float *weight, float *grad, float *momentum_buf,
                                       int32_t zero_grad)
 {
     int32_t i;
+    float v = 0.0f;
 
-    if (!sgd_params_ok(params) || size < 0 ||
-        (size > 0 && (weight == 0 || grad == 0 ||
-                      (params->momentum != 0.0f && momentum_buf == 0)))) {
+    if (!sgd_args_ok(params, size, weight, grad, momentum_buf)) {
         return MCUTL_F32_ARG_ERROR;
     }
     for (i = 0; i < size; i++) {
-        float g = grad[i];
-        if (params->weight_decay != 0.0f) {
-            g += params->weight_decay * weight[i];
-        }
         if (params->momentum != 0.0f) {
-            g = params->momentum * momentum_buf[i] + g;
-            momentum_buf[i] = g;
+            v = momentum_buf[i];
         }
-        weight[i] -= params->lr * g;
+        weight[i] = sgd_element(params, weight[i], grad[i], &v);
+        if (params->momentum != 0.0f) {
+            momentum_buf[i] = v;
+        }
         if (zero_grad != 0) {
             grad[i] = 0.0f;
+        }
+    }
+    return MCUTL_F32_OK;
+}
+
+mcutl_f32_status_t mcutl_sgd_step_finite_f32(const mcutl_f32_sgd_params_t *params, int32_t size,
+                                             const float *weight, const float *grad,
+                                             const float *momentum_buf)
+{
+    int32_t i;
+    float v = 0.0f;
+
+    if (!sgd_args_ok(params, size, weight, grad, momentum_buf)) {
+        return MCUTL_F32_ARG_ERROR;
+    }
+    for (i = 0; i < size; i++) {
+        float w;
+        if (params->momentum != 0.0f) {
+            v = momentum_buf[i];
+        }
+        w = sgd_element(params, weight[i], grad[i], &v);
+        if (!f32_is_finite(w) || !f32_is_finite(v)) {
+            return MCUTL_F32_NONFINITE;
         }
     }
     return MCUTL_F32_OK;
@@ -97,41 +139,84 @@ static float one_minus_pow(float beta, int32_t t)
     return q;
 }
 
+static int adam_args_ok(const mcutl_f32_adam_params_t *params, int32_t step, int32_t size,
+                        const float *weight, const float *grad, const float *exp_avg,
+                        const float *exp_avg_sq)
+{
+    return params != 0 && step >= 1 && size >= 0 && params->lr >= 0.0f &&
+           params->beta1 >= 0.0f && params->beta1 < 1.0f && params->beta2 >= 0.0f &&
+           params->beta2 < 1.0f && params->eps > 0.0f && params->weight_decay >= 0.0f &&
+           (size == 0 || (weight != 0 && grad != 0 && exp_avg != 0 && exp_avg_sq != 0));
+}
+
+/* The step's bias corrections: lr / (1 - b1^t) and sqrt(1 - b2^t). */
+typedef struct {
+    float step_size;
+    float bc2_sqrt;
+    float b1c;
+    float b2c;
+} adam_coeffs_t;
+
+static adam_coeffs_t adam_coeffs(const mcutl_f32_adam_params_t *p, int32_t step)
+{
+    adam_coeffs_t c;
+    c.step_size = p->lr / one_minus_pow(p->beta1, step);
+    c.bc2_sqrt = mcutl_sqrtf(one_minus_pow(p->beta2, step));
+    c.b1c = 1.0f - p->beta1;
+    c.b2c = 1.0f - p->beta2;
+    return c;
+}
+
+/* One element of an Adam step: the new moments *m, *v and the new weight. */
+static inline float adam_element(const mcutl_f32_adam_params_t *p, const adam_coeffs_t *c,
+                                 float w, float g, float *m, float *v)
+{
+    if (p->weight_decay != 0.0f) {
+        g += p->weight_decay * w;
+    }
+    *m = p->beta1 * *m + c->b1c * g;
+    *v = p->beta2 * *v + c->b2c * (g * g);
+    return w - c->step_size * (*m / (mcutl_sqrtf(*v) / c->bc2_sqrt + p->eps));
+}
+
 mcutl_f32_status_t mcutl_adam_step_f32(const mcutl_f32_adam_params_t *params, int32_t step,
                                        int32_t size, float *weight, float *grad,
                                        float *exp_avg, float *exp_avg_sq, int32_t zero_grad)
 {
     int32_t i;
-    float step_size;
-    float bc2_sqrt;
-    float b1c;
-    float b2c;
+    adam_coeffs_t c;
 
-    if (params == 0 || step < 1 || size < 0 || !(params->lr >= 0.0f) ||
-        !(params->beta1 >= 0.0f && params->beta1 < 1.0f) ||
-        !(params->beta2 >= 0.0f && params->beta2 < 1.0f) || !(params->eps > 0.0f) ||
-        !(params->weight_decay >= 0.0f) ||
-        (size > 0 && (weight == 0 || grad == 0 || exp_avg == 0 || exp_avg_sq == 0))) {
+    if (!adam_args_ok(params, step, size, weight, grad, exp_avg, exp_avg_sq)) {
         return MCUTL_F32_ARG_ERROR;
     }
-    step_size = params->lr / one_minus_pow(params->beta1, step);
-    bc2_sqrt = mcutl_sqrtf(one_minus_pow(params->beta2, step));
-    b1c = 1.0f - params->beta1;
-    b2c = 1.0f - params->beta2;
+    c = adam_coeffs(params, step);
     for (i = 0; i < size; i++) {
-        float g = grad[i];
-        float m;
-        float v;
-        if (params->weight_decay != 0.0f) {
-            g += params->weight_decay * weight[i];
-        }
-        m = params->beta1 * exp_avg[i] + b1c * g;
-        v = params->beta2 * exp_avg_sq[i] + b2c * (g * g);
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        weight[i] -= step_size * (m / (mcutl_sqrtf(v) / bc2_sqrt + params->eps));
+        weight[i] = adam_element(params, &c, weight[i], grad[i], &exp_avg[i], &exp_avg_sq[i]);
         if (zero_grad != 0) {
             grad[i] = 0.0f;
+        }
+    }
+    return MCUTL_F32_OK;
+}
+
+mcutl_f32_status_t mcutl_adam_step_finite_f32(const mcutl_f32_adam_params_t *params,
+                                              int32_t step, int32_t size, const float *weight,
+                                              const float *grad, const float *exp_avg,
+                                              const float *exp_avg_sq)
+{
+    int32_t i;
+    adam_coeffs_t c;
+
+    if (!adam_args_ok(params, step, size, weight, grad, exp_avg, exp_avg_sq)) {
+        return MCUTL_F32_ARG_ERROR;
+    }
+    c = adam_coeffs(params, step);
+    for (i = 0; i < size; i++) {
+        float m = exp_avg[i];
+        float v = exp_avg_sq[i];
+        float w = adam_element(params, &c, weight[i], grad[i], &m, &v);
+        if (!f32_is_finite(w) || !f32_is_finite(m) || !f32_is_finite(v)) {
+            return MCUTL_F32_NONFINITE;
         }
     }
     return MCUTL_F32_OK;

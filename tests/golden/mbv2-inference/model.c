@@ -611,7 +611,12 @@ static void put_u32le(mcutl_buf_t *resp, uint32_t v)
     (void)mcutl_buf_put_u32le(resp, v);
 }
 
-/* RUN: u32 offset | chunk of the int8 input. The chunk that completes the input runs the model. */
+/* Bytes of the current input received in order since the last run (RUN). */
+static uint32_t mcutl_run_bytes;
+
+/* RUN: u32 offset | chunk of the int8 input. Chunks come in order: offset 0 starts an
+ * input, a later chunk starts within the bytes received (a resent chunk is fine). The
+ * model runs when the chunks received in order cover the whole input. */
 static mcutl_err_t handle_run(mcutl_server_t *srv, const uint8_t *req, size_t req_len,
                               mcutl_buf_t *resp)
 {
@@ -633,11 +638,23 @@ static mcutl_err_t handle_run(mcutl_server_t *srv, const uint8_t *req, size_t re
         (void)mcutl_buf_put_dec(resp, MCUTL_MODEL_INPUT_BYTES);
         return MCUTL_ERR_BAD_PAYLOAD;
     }
+    if (offset != 0u && offset > mcutl_run_bytes) {
+        (void)mcutl_buf_put_str(resp, "RUN chunk leaves a gap: send the input in order from "
+                                      "offset 0; bytes received in order: ");
+        (void)mcutl_buf_put_dec(resp, mcutl_run_bytes);
+        return MCUTL_ERR_BAD_STATE;
+    }
     memcpy(mcutl_model_input() + offset, req + 4, n);
-    if (offset + n == MCUTL_MODEL_INPUT_BYTES) {
+    if (offset == 0u) {
+        mcutl_run_bytes = n;
+    } else if (offset + n > mcutl_run_bytes) {
+        mcutl_run_bytes = offset + n;
+    }
+    if (mcutl_run_bytes == MCUTL_MODEL_INPUT_BYTES) {
         uint32_t t0 = mcutl_board_ticks();
         int rc = mcutl_model_infer();
         uint32_t ticks = mcutl_board_ticks() - t0;
+        mcutl_run_bytes = 0u; /* the activations may have overwritten the input */
         if (rc != 0) {
             (void)mcutl_buf_put_str(resp, "kernel rejected its arguments in layer ");
             (void)mcutl_buf_put_dec(resp, (uint32_t)(rc - 1));
