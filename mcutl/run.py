@@ -16,6 +16,7 @@ from mcutl.ir.layout import from_ir_layout, to_ir_layout
 from mcutl.link import protocol as proto
 from mcutl.link.session import Session, open_session
 from mcutl.targets import load_target
+from mcutl.validate import check_batch, source_sample_shape
 
 
 class ModelMismatchError(McutlError):
@@ -30,16 +31,12 @@ class RunResult:
     ticks: list[int]  # device ticks per inference (cycles on Cortex-M, ns on host)
 
 
-def prepare_inputs(info: BuildInfo, x: np.ndarray) -> np.ndarray:
+def prepare_inputs(info: BuildInfo, x: np.ndarray, what: str = "inputs") -> np.ndarray:
     """npz array (source layout, batch first; float or int8) -> int8 NHWC batch."""
-    nhwc = tuple(info.input_shape_nhwc)
     x = np.asarray(x)
-    probe = to_ir_layout(np.zeros((1, *x.shape[1:]), dtype=np.float32), info.source_layout)
-    if x.ndim < 2 or probe.shape[1:] != nhwc[1:]:
-        raise McutlError(
-            f"input batch has shape {x.shape}; this build expects (batch, ...) in "
-            f"{info.source_layout} layout whose NHWC form is {nhwc} per sample"
-        )
+    sample = source_sample_shape(info.input_shape_nhwc, info.source_layout)
+    check_batch(x, sample, info.source_layout, what,
+                (info.input_scale, info.input_zero_point))
     if x.dtype == np.int8:
         q = x
     elif np.issubdtype(x.dtype, np.floating):
@@ -101,9 +98,10 @@ def run_build(
     baud: int = 115200,
     progress: Callable[[int], None] | None = None,
     icount: bool = False,
+    what: str = "inputs",
 ) -> RunResult:
     info = BuildInfo.load(build)
-    q = prepare_inputs(info, x)
+    q = prepare_inputs(info, x, what)
     if port is None and not qemu:
         target = load_target("host")
         elf = build / info.firmware["host"]

@@ -15,6 +15,7 @@ from mcutl.link.session import open_session
 from mcutl.link.trainer import PARAMS, TrainDevice
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
+from mcutl.validate import check_train_call
 from mcutl.verify.harness import _param_layout, load_trainable
 
 
@@ -77,6 +78,7 @@ def train(
 ) -> TrainResult:
     """Train on the device; `progress(done, total, loss)` after every step."""
     info, tm = load_trainable(build)
+    y, eval_y = check_train_call(x, y, eval_x, eval_y, tm.num_classes, epochs, batch)
     xq = prepare_inputs(info, x)
     eq = prepare_inputs(info, eval_x) if eval_x is not None else None
     if port is None and not qemu:

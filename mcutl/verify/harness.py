@@ -42,6 +42,7 @@ from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
 from mcutl.ops.f32 import get_float_op
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
+from mcutl.validate import check_verify_call
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
 
 
@@ -197,6 +198,7 @@ def verify(
     from mcutl.verify.reference import TorchReference
 
     info, tm = load_trainable(build)
+    data = check_verify_call(steps, batch, data, tm.num_classes)
     if data is None:
         xq, labels = random_samples(info, steps, seed)
     else:
