@@ -23,6 +23,7 @@ from mcutl.validate import (
     check_labels,
     check_model_file,
     check_output_dir,
+    check_xy,
     class_count,
     fraction,
     load_npz,
@@ -391,10 +392,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from mcutl.compile import BuildInfo
     from mcutl.train.loop import plot_losses, train
 
     build = Path(args.build)
     x, y = load_npz_xy(args.data)
+    # labels checked before the holdout split, so that a bad one is named by its index
+    y = check_xy(x, y, BuildInfo.load(build).num_classes, f"--data {args.data}")
     n_eval = int(round(len(x) * args.holdout))
     if len(x) - n_eval < 1:
         raise McutlError(f"--data {args.data} has {len(x)} samples: none left to train on "

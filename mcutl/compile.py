@@ -211,6 +211,8 @@ def compile_model(
 
     t0 = time.perf_counter()
     check_output_dir(out)
+    if options is not None:
+        options.validate()
     target = load_target(target_name)
     graph = load_and_quantize(model, calib, input_shape)
     tm = None

@@ -89,6 +89,7 @@ def load_npz_xy(path: str | Path, what: str = "--data") -> tuple[np.ndarray, np.
     x, y = load_npz(path, what, 2)[:2]
     check_numeric(x, f"{what} {path} inputs")
     check_same_length(x, y, f"{what} {path}")
+    check_finite(x, f"{what} {path} inputs")
     return x, y
 
 

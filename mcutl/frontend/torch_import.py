@@ -9,8 +9,10 @@ programs and live modules the same way.
 
 from __future__ import annotations
 
+import logging
 import operator
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from torch.export.graph_signature import InputKind
 
 from mcutl.frontend.builder import GraphBuilder
 from mcutl.ir.graph import Graph
+from mcutl.validate import ModelFileError
 
 aten = torch.ops.aten
 Handler = Callable[[GraphBuilder, torch.fx.Node, list[Any]], None]
@@ -238,4 +241,22 @@ def from_module(module: torch.nn.Module, input_shape: Sequence[int]) -> Graph:
 
 def load_pt2(path: str | Path) -> Graph:
     """Import a program saved with ``torch.export.save``."""
-    return from_exported(torch.export.load(str(path)))
+    what = str(path)
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{what}: not a torch.export archive (not a zip file); save the "
+                             "program with torch.export.save")
+    log = logging.getLogger("torch.export")  # it logs the failure with a traceback
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        ep = torch.export.load(str(path))
+    except (RuntimeError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        problem = str(exc).strip().splitlines()[0][:200]
+        if "warnings above" in problem:  # torch's pointer to the log silenced here
+            problem = "torch could not deserialize it"
+        raise ModelFileError(f"{what}: cannot load this torch.export program ({problem}); save "
+                             f"it again with torch.export.save (torch {torch.__version__})"
+                             ) from exc
+    finally:
+        log.setLevel(level)
+    return from_exported(ep)
