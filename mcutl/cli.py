@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mcutl import __version__
@@ -397,8 +398,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     build = Path(args.build)
     x, y = load_npz_xy(args.data)
-    # labels checked before the holdout split, so that a bad one is named by its index
-    y = check_xy(x, y, BuildInfo.load(build).num_classes, f"--data {args.data}")
+    # checked before the holdout split, so that a bad sample is named by its index
+    info = BuildInfo.load(build)
+    y = check_xy(x, y, info.num_classes, f"--data {args.data}")
+    check_batch(x, source_sample_shape(info.input_shape_nhwc, info.source_layout),
+                info.source_layout, f"--data {args.data} inputs",
+                (info.input_scale, info.input_zero_point))
     n_eval = int(round(len(x) * args.holdout))
     if len(x) - n_eval < 1:
         raise McutlError(f"--data {args.data} has {len(x)} samples: none left to train on "
@@ -584,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except McutlError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        # escaped: messages quote shapes like [batch, 2, length], not rich markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

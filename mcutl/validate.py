@@ -68,20 +68,40 @@ def load_npz(path: str | Path, what: str, min_arrays: int = 1) -> list[np.ndarra
         raise InputError(f"{what} {p} is a directory: give an .npz file")
     if not p.is_file():
         raise InputError(f"{what} {p}: no such file; check the path")
+    with p.open("rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        arrays = [_load_array(p, what)]  # a single .npy array
+    elif not zipfile.is_zipfile(p):
+        raise InputError(f"{what} {p} is not a valid .npz file (not a zip archive); write it "
+                         "with numpy.savez")
+    else:
+        arrays = _load_arrays(p, what)
+    if len(arrays) < min_arrays:
+        need = "inputs then labels" if min_arrays == 2 else "the input batch first"
+        raise InputError(f"{what} {p} holds {len(arrays)} array(s), needs {min_arrays}: "
+                         f"put {need} (numpy.savez(path, x=..., y=...))")
+    return arrays
+
+
+def _load_arrays(p: Path, what: str) -> list[np.ndarray]:
     try:
         with np.load(p, allow_pickle=False) as npz:
-            arrays = [np.asarray(npz[k]) for k in npz.files]
+            return [np.asarray(npz[k]) for k in npz.files]
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise InputError(f"{what} {p} is not a valid .npz file ({exc}); write it with "
                          "numpy.savez") from exc
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise InputError(f"{what} {p}: {exc}; save numeric arrays (float or int) with "
                          "numpy.savez") from exc
-    if not isinstance(arrays, list) or len(arrays) < min_arrays:
-        need = "inputs then labels" if min_arrays == 2 else "the input batch first"
-        raise InputError(f"{what} {p} holds {len(arrays)} array(s), needs {min_arrays}: "
-                         f"put {need} (numpy.savez(path, x=..., y=...))")
-    return arrays
+
+
+def _load_array(p: Path, what: str) -> np.ndarray:
+    try:
+        return np.asarray(np.load(p, allow_pickle=False))
+    except (EOFError, OSError, ValueError) as exc:
+        raise InputError(f"{what} {p} is not a valid .npy file ({exc}); write it with "
+                         "numpy.save or numpy.savez") from exc
 
 
 def load_npz_xy(path: str | Path, what: str = "--data") -> tuple[np.ndarray, np.ndarray]:
