@@ -69,6 +69,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "sym.onnx").write_bytes(_onnx(_net(), SHAPE, input_names=["x"],
                                        dynamic_axes={"x": {0: "batch", 2: "length"}}))
     (d / "lstm.onnx").write_bytes(_onnx(_LSTMNet().eval(), (1, 10, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(_LSTMNet().eval(), (torch.zeros(1, 10, 2),)),
+                          d / "lstm.pt2")
+    (d / "random.pt2").write_bytes(rng.bytes(500))
     (d / "trunc.onnx").write_bytes(good[: len(good) // 2])
     (d / "random.onnx").write_bytes(rng.bytes(2000))
     (d / "empty.onnx").write_bytes(b"")
@@ -188,6 +193,10 @@ CASES: dict[str, Case] = {
                                    ("--input-shape", "give sizes like")),
     "lstm_unsupported": Case(_compile("--calib", "{f}/calib.npz", model="lstm.onnx"),
                              ("unsupported op 'lstm'", "supported ops")),
+    "lstm_unsupported_pt2": Case(_compile("--calib", "{f}/calib.npz", model="lstm.pt2"),
+                                 ("unsupported op 'aten.lstm.input'", "lstm: lstm", "no int8")),
+    "pt2_random_bytes": Case(_compile(model="random.pt2"),
+                             ("not a torch.export archive", "torch.export.save")),
     "target_unknown": Case(lambda f, b, t: ["compile", str(f / "net.onnx"), "--target", "nope"],
                            ("unknown target 'nope'", "known targets: host")),
     "output_is_a_file": Case(lambda f, b, t: ["compile", str(f / "net.onnx"), "--target",

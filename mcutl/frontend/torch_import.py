@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -194,8 +195,34 @@ SUPPORTED = sorted(str(k) if not callable(getattr(k, "name", None)) else k.name(
                    for k in HANDLERS)
 
 
+#: whole layers mcutl has no kernels for; named before decomposition (an LSTM decomposes
+#: into many small ops, and the first unsupported one of those would hide what it is)
+UNSUPPORTED_LAYERS = re.compile(r"lstm|gru|rnn_|embedding|attention|layer_norm|group_norm|"
+                                r"instance_norm|conv_transpose|upsample|interpolate")
+
+
+def _module_type(n: torch.fx.Node) -> str:
+    stack = n.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    path, kind = list(stack.values())[-1][:2]
+    name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].strip("'>"))
+    return f"{path}: {name}" if path else name
+
+
+def _reject_unsupported_layers(ep: ExportedProgram) -> None:
+    for node in ep.graph.nodes:
+        target = str(node.target)
+        if node.op == "call_function" and node.target not in HANDLERS and \
+                UNSUPPORTED_LAYERS.search(target):
+            b = GraphBuilder(SUPPORTED)
+            with b.at(target, f"{node.name} ({_module_type(node) or _label(node)})"):
+                raise b.unsupported("this layer has no int8 kernel in mcutl")
+
+
 def from_exported(ep: ExportedProgram) -> Graph:
     """Import a ``torch.export`` program (any dialect; decomposed to core ATen here)."""
+    _reject_unsupported_layers(ep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         ep = ep.run_decompositions()
