@@ -91,10 +91,6 @@ class BuildInfo:
                 raise TypeError("'firmware' is not a table")
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
             raise McutlError(f"{path} is corrupt ({exc}); compile the build again") from exc
-        missing = [p for p in info.firmware.values() if not (folder / p).is_file()]
-        if missing:
-            raise McutlError(f"{folder} is incomplete: {', '.join(missing)} missing; compile "
-                             "the build again (or copy the whole folder)")
         return info
 
 

@@ -205,8 +205,8 @@ def check_batch(x: np.ndarray, sample_shape: tuple[int, ...], layout: str, what:
     if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape):
         want = ", ".join(str(d) for d in sample_shape)
         raise InputError(f"{what} have shape {tuple(x.shape)}, which does not match the model "
-                         f"input: give a batch of shape (N, {want}) ({layout} layout, batch "
-                         "first)")
+                         f"input: it expects a batch of shape (N, {want}) ({layout} layout, "
+                         "batch first)")
     check_nonempty(x, what)
     check_finite(x, what)
     if quant is not None and np.issubdtype(x.dtype, np.floating):

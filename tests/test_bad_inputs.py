@@ -259,7 +259,8 @@ CASES: dict[str, Case] = {
                          str(f / "input.npz")], ("build.json is corrupt", "compile"), True),
     "host_firmware_missing": Case(
         lambda f, b, t: ["train", str(_broken_build(b, t, "fw")), "--data",
-                         str(f / "data.npz")], ("host/firmware missing", "compile"), True),
+                         str(f / "data.npz")],
+        ("host/firmware is missing", "compile the build again"), True),
     # ---- train
     "train_batch_0": Case(_on_build("train", "--data", "{f}/data.npz", "--batch", "0"),
                           ("--batch", ">= 1")),

@@ -67,6 +67,9 @@ def open_session(
     icount: bool = False,
 ) -> Iterator[Session]:
     """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake."""
+    if port is None and not Path(elf).is_file():
+        raise McutlError(f"firmware {elf} is missing; compile the build again (or copy the "
+                         "whole build folder)")
     q: QemuSession | None = None
     host: ProcessTransport | None = None
     transport: Transport
