@@ -22,7 +22,6 @@ from mcutl.targets import list_targets, load_target
 from mcutl.validate import (
     check_batch,
     check_labels,
-    check_model_file,
     check_output_dir,
     check_xy,
     class_count,
@@ -198,7 +197,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from mcutl.compile import compile_backbone, load_calib
 
     out = check_output_dir(args.output)
-    check_model_file(args.model)
     calib = load_calib(Path(args.calib) if args.calib else None)
     shape = _parse_shape(args.input_shape)
     if args.method in (None, "none"):
@@ -277,7 +275,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.num_classes < 2:
         raise McutlError(f"--num-classes {args.num_classes}: a classifier needs at least 2")
     out = check_output_dir(args.output)
-    check_model_file(args.model)
     data = load_npz_xy(args.data) if args.data else None
     graph = load_and_quantize(args.model, load_calib(Path(args.calib) if args.calib else None),
                               _parse_shape(args.input_shape))
