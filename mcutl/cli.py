@@ -186,9 +186,12 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
     try:
-        return tuple(int(v) for v in text.replace("x", ",").split(","))
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError as exc:
         raise McutlError(f"--input-shape {text!r}: give sizes like 1,1,28,28") from exc
+    if min(shape) < 1:
+        raise McutlError(f"--input-shape {text!r}: every size must be >= 1, e.g. 1,1,28,28")
+    return shape
 
 
 def cmd_compile(args: argparse.Namespace) -> int:

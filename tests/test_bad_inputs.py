@@ -191,6 +191,8 @@ CASES: dict[str, Case] = {
         ("--input-shape", "axis 1", "has 2 there ([batch, 2, length])")),
     "input_shape_unparsable": Case(_compile("--input-shape", "big"),
                                    ("--input-shape", "give sizes like")),
+    "input_shape_zero": Case(_compile("--input-shape", "1,0,16"),
+                             ("--input-shape '1,0,16'", ">= 1")),
     "lstm_unsupported": Case(_compile("--calib", "{f}/calib.npz", model="lstm.onnx"),
                              ("unsupported op 'lstm'", "supported ops")),
     "lstm_unsupported_pt2": Case(_compile("--calib", "{f}/calib.npz", model="lstm.pt2"),
