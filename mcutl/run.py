@@ -31,12 +31,15 @@ class RunResult:
     ticks: list[int]  # device ticks per inference (cycles on Cortex-M, ns on host)
 
 
-def prepare_inputs(info: BuildInfo, x: np.ndarray, what: str = "inputs") -> np.ndarray:
-    """npz array (source layout, batch first; float or int8) -> int8 NHWC batch."""
+def prepare_inputs(info: BuildInfo, x: np.ndarray, what: str = "inputs",
+                   check_range: bool = False) -> np.ndarray:
+    """npz array (source layout, batch first; float or int8) -> int8 NHWC batch.
+    ``check_range``: refuse float inputs mostly outside the calibrated range (they would
+    saturate; `verify` checks the device on any input, `run` and `train` refuse them)."""
     x = np.asarray(x)
-    sample = source_sample_shape(info.input_shape_nhwc, info.source_layout)
-    check_batch(x, sample, info.source_layout, what,
-                (info.input_scale, info.input_zero_point))
+    check_batch(x, source_sample_shape(info.input_shape_nhwc, info.source_layout),
+                info.source_layout, what,
+                (info.input_scale, info.input_zero_point) if check_range else None)
     if x.dtype == np.int8:
         q = x
     elif np.issubdtype(x.dtype, np.floating):
@@ -101,7 +104,7 @@ def run_build(
     what: str = "inputs",
 ) -> RunResult:
     info = BuildInfo.load(build)
-    q = prepare_inputs(info, x, what)
+    q = prepare_inputs(info, x, what, check_range=True)
     if port is None and not qemu:
         target = load_target("host")
         elf = build / info.firmware["host"]

@@ -12,6 +12,7 @@ import math
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,18 +223,27 @@ def check_xy(x: np.ndarray, y: np.ndarray, num_classes: int, what: str) -> np.nd
     return check_labels(y, num_classes, f"{what} labels")
 
 
-def check_train_call(x: np.ndarray, y: np.ndarray, eval_x: np.ndarray | None,
+def check_train_call(info: Any, x: np.ndarray, y: np.ndarray, eval_x: np.ndarray | None,
                      eval_y: np.ndarray | None, num_classes: int, epochs: int, batch: int
                      ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The arguments of ``mcutl.train.loop.train``; returns the labels as int64."""
+    """The arguments of ``mcutl.train.loop.train`` for the build ``info`` (its BuildInfo):
+    inputs its shape, finite and in the calibrated range, labels in 0..num_classes-1;
+    returns the labels as int64."""
     check_count(epochs, "epochs")
     check_count(batch, "batch")
-    y = check_xy(x, y, num_classes, "training data")
+    sets = [("training data", x, y)]
     if (eval_x is None) != (eval_y is None):
         raise InputError("give both eval_x and eval_y, or neither")
     if eval_x is not None and eval_y is not None:
-        eval_y = check_xy(eval_x, eval_y, num_classes, "held-out data")
-    return y, eval_y
+        sets.append(("held-out data", eval_x, eval_y))
+    labels = []
+    for what, xs, ys in sets:
+        labels.append(check_xy(xs, ys, num_classes, what))
+        check_batch(np.asarray(xs), source_sample_shape(info.input_shape_nhwc,
+                                                        info.source_layout),
+                    info.source_layout, f"{what} inputs",
+                    (info.input_scale, info.input_zero_point))
+    return labels[0], labels[1] if len(labels) > 1 else None
 
 
 def check_verify_call(steps: int, batch: int, data: tuple[np.ndarray, np.ndarray] | None,

@@ -119,6 +119,7 @@ def _write_data(d: Path, rng: np.random.Generator) -> None:
     _savez(d / "input_str.npz", np.full((3, 2, 16), "x"))
     _savez(d / "input_nan.npz", nan)
     _savez(d / "input_empty.npz", x[:0])
+    _savez(d / "input_1e6.npz", x * 1e6)
 
 
 @pytest.fixture(scope="session")
@@ -254,6 +255,8 @@ CASES: dict[str, Case] = {
                               ("dtype", "give numbers"), True),
     "run_input_nan": Case(_on_build("run", "--input", "{f}/input_nan.npz"),
                           ("sample 7", "non-finite"), True),
+    "run_input_x1e6": Case(_on_build("run", "--input", "{f}/input_1e6.npz"),
+                           ("calibrated for", "saturate", "scale them"), True),
     "run_input_zero_samples": Case(_on_build("run", "--input", "{f}/input_empty.npz"),
                                    ("no samples", "at least one"), True),
     "build_json_corrupt": Case(
@@ -367,6 +370,10 @@ def test_python_api_train_and_verify_refuse_bad_arguments(build: Path, files: Pa
         train(build, x, y, epochs=-1)
     with pytest.raises(McutlError, match="not a class index"):
         train(build, x, y + 0.5)
+    with pytest.raises(McutlError, match="saturate the int8 input"):
+        train(build, x * 1e6, y)
+    with pytest.raises(McutlError, match="sample 3 has a non-finite value"):
+        train(build, np.where(np.arange(30)[:, None, None] == 3, np.inf, x), y)
     with pytest.raises(McutlError, match="steps 0"):
         verify(build, steps=0)
     with pytest.raises(McutlError, match="no samples"):

@@ -78,7 +78,7 @@ def train(
 ) -> TrainResult:
     """Train on the device; `progress(done, total, loss)` after every step."""
     info, tm = load_trainable(build)
-    y, eval_y = check_train_call(x, y, eval_x, eval_y, tm.num_classes, epochs, batch)
+    y, eval_y = check_train_call(info, x, y, eval_x, eval_y, tm.num_classes, epochs, batch)
     xq = prepare_inputs(info, x)
     eq = prepare_inputs(info, eval_x) if eval_x is not None else None
     if port is None and not qemu:
