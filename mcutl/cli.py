@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mcutl import __version__
@@ -19,6 +20,20 @@ from mcutl.errors import McutlError
 from mcutl.methods import METHODS, Method
 from mcutl.targets import list_targets, load_target
 from mcutl.train.guard import DEFAULT_MAX_REJECTED
+from mcutl.validate import (
+    check_batch,
+    check_labels,
+    check_output_dir,
+    check_xy,
+    class_count,
+    fraction,
+    int_at_least,
+    load_npz,
+    load_npz_xy,
+    positive_float,
+    positive_int,
+    source_sample_shape,
+)
 
 # Piped or redirected output keeps whole tables and lines (rich would cut them at 80
 # columns); a terminal gets its own width.
@@ -173,9 +188,12 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
     try:
-        return tuple(int(v) for v in text.replace("x", ",").split(","))
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError as exc:
         raise McutlError(f"--input-shape {text!r}: give sizes like 1,1,28,28") from exc
+    if min(shape) < 1:
+        raise McutlError(f"--input-shape {text!r}: every size must be >= 1, e.g. 1,1,28,28")
+    return shape
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -183,7 +201,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     from mcutl.compile import compile_backbone, load_calib
 
-    out = Path(args.output)
+    out = check_output_dir(args.output)
     calib = load_calib(Path(args.calib) if args.calib else None)
     shape = _parse_shape(args.input_shape)
     if args.method in (None, "none"):
@@ -262,6 +280,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     budget = parse_bytes(args.budget) if args.budget else target.memory.sram_bytes  # type: ignore[union-attr]
     if args.num_classes < 2:
         raise McutlError(f"--num-classes {args.num_classes}: a classifier needs at least 2")
+    out = check_output_dir(args.output)
+    data = load_npz_xy(args.data) if args.data else None
     graph = load_and_quantize(args.model, load_calib(Path(args.calib) if args.calib else None),
                               _parse_shape(args.input_shape))
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
@@ -269,10 +289,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         planned = plan_all(graph, target, args.num_classes, TrainOptions(), args.cut, budget,
                            methods)
     rows = [r for r, _ in planned]
-    if args.data:
-        x, y = _load_xy(args.data)
+    if data is not None:
+        x, y = data
+        y = check_labels(y, args.num_classes, f"--data {args.data} labels")
         t = graph.tensors[graph.inputs[0]]
         assert t.quant is not None
+        check_batch(x, source_sample_shape(t.shape, graph.source_layout), graph.source_layout,
+                    f"--data {args.data} inputs",
+                    (float(t.quant.scale[0]), int(t.quant.zero_point[0])))
         xq = x if x.dtype == np.int8 else quantize_input(
             x, float(t.quant.scale[0]), int(t.quant.zero_point[0]))
         xq = np.ascontiguousarray(to_ir_layout(xq, graph.source_layout)).astype(np.int8)
@@ -281,7 +305,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
             with console.status(f"host accuracy estimate {k + 1}/{len(fitting)}: {r.label}"):
                 r.accuracy = estimate_accuracy(tm, xq, y)
     chosen = choose(rows)
-    out = Path(args.output)
     write_plan(rows, chosen, budget, target, out, str(args.model))
     table = Table(title=f"training methods on {target.name}, budget {budget:,} B")
     for col in ("method", "params", "arena", "static", "total SRAM", "fits", "MACs/step",
@@ -308,28 +331,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_xy(path: str) -> tuple[Any, Any]:
-    import numpy as np
-
-    with np.load(path) as npz:
-        if len(npz.files) < 2:
-            raise McutlError(f"{path}: needs two arrays, inputs then labels")
-        return np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]).astype(int)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from mcutl.verify.harness import verify
 
-    data = None
-    if args.data:
-        with np.load(args.data) as npz:
-            if len(npz.files) < 2:
-                raise McutlError(f"{args.data}: needs two arrays, inputs then labels")
-            data = (np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]]))
+    data = load_npz_xy(args.data) if args.data else None
     table = Table(title=f"verify {args.build}")
     for col in ("step", "label", "loss (device)", "loss (reference)", "rel err",
                 "max grad rel err", "int8 flips", "rejected", "digest"):
@@ -370,10 +377,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from mcutl.run import run_build
 
-    with np.load(args.input) as npz:
-        if not npz.files:
-            raise McutlError(f"{args.input} holds no arrays; put the input batch first")
-        x = np.asarray(npz[npz.files[0]])
+    x = load_npz(args.input, "--input")[0]
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("inference", total=len(x))
         res = run_build(
@@ -383,6 +387,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             port=args.port,
             baud=args.baud,
             progress=lambda i: bar.update(task, completed=i),
+            what=f"--input {args.input}",
         )
     np.savez(args.output, y=res.y, scale=np.float32(res.scale),
              zero_point=np.int32(res.zero_point), ticks=np.asarray(res.ticks, dtype=np.uint32))
@@ -398,15 +403,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from mcutl.compile import BuildInfo
     from mcutl.train.loop import TrainingStopped, load_state_file, plot_losses, train
 
     build = Path(args.build)
+    x, y = load_npz_xy(args.data)
+    # checked before the holdout split, so that a bad sample is named by its index
+    info = BuildInfo.load(build)
+    y = check_xy(x, y, info.num_classes, f"--data {args.data}")
+    check_batch(x, source_sample_shape(info.input_shape_nhwc, info.source_layout),
+                info.source_layout, f"--data {args.data} inputs",
+                (info.input_scale, info.input_zero_point))
     init = load_state_file(build, Path(args.init_from)) if args.init_from else None
-    with np.load(args.data) as npz:
-        if len(npz.files) < 2:
-            raise McutlError(f"{args.data}: needs two arrays, inputs (model layout) then labels")
-        x, y = np.asarray(npz[npz.files[0]]), np.asarray(npz[npz.files[1]])
     n_eval = int(round(len(x) * args.holdout))
+    if len(x) - n_eval < 1:
+        raise McutlError(f"--data {args.data} has {len(x)} samples: none left to train on "
+                         f"after --holdout {args.holdout}; give more samples or a smaller "
+                         "--holdout")
     order = np.random.default_rng(args.seed).permutation(len(x))
     ev, tr = order[:n_eval], order[n_eval:]
     torch.set_num_threads(1)
@@ -501,7 +514,7 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     where = g.add_mutually_exclusive_group()
     where.add_argument("--qemu", action="store_true", help="run the firmware in QEMU")
     where.add_argument("--port", help="serial port of a board, e.g. /dev/ttyACM0")
-    g.add_argument("--baud", type=int, default=115200)
+    g.add_argument("--baud", type=positive_int, default=115200)
     g.add_argument("--json", action="store_true", help="one machine-readable JSON line")
     g.set_defaults(func=cmd_ping)
 
@@ -513,14 +526,14 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--method", help="on-device training method (omit: inference only): "
                    + "; ".join(f"{m.name}: {m.title}" for m in METHODS.values())
                    + ". `mcutl compile --method NAME --help` lists its options")
-    c.add_argument("--num-classes", type=int, help="classes of the new task (training)")
+    c.add_argument("--num-classes", type=class_count, help="classes of the new task (training)")
     c.add_argument("--cut", help="node/tensor where the feature extractor ends")
     if method is not None and method in METHODS:
         add_method_options(c, METHODS[method])
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    c.add_argument("--lr", type=float, default=0.03)
-    c.add_argument("--momentum", type=float, default=0.9)
-    c.add_argument("--max-loss", type=float, default=100.0,
+    c.add_argument("--lr", type=positive_float, default=0.03, help="learning rate (> 0)")
+    c.add_argument("--momentum", type=fraction(), default=0.9, help="SGD momentum, 0 <= m < 1")
+    c.add_argument("--max-loss", type=positive_float, default=100.0,
                    help="step guard: a sample whose loss is above this (or not finite) adds "
                         "no gradient; the device counts it (default: 100)")
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
@@ -530,7 +543,7 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
                         "SRAM, flash, MACs, what fits, (with --data) accuracy; recommend one")
     pl.add_argument("model", help="model file: .onnx, .pt2 (torch.export) or int8 .tflite")
     pl.add_argument("--target", required=True)
-    pl.add_argument("--num-classes", type=int, required=True)
+    pl.add_argument("--num-classes", type=class_count, required=True)
     pl.add_argument("--calib", help="npz whose first array is a calibration batch")
     pl.add_argument("--input-shape", help="input shape incl. batch, e.g. 1,1,28,28")
     pl.add_argument("--cut", help="node/tensor where the feature extractor ends")
@@ -547,7 +560,7 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     where = r.add_mutually_exclusive_group()
     where.add_argument("--qemu", action="store_true", help="run in QEMU (default: host build)")
     where.add_argument("--port", help="serial port of a board running this build")
-    r.add_argument("--baud", type=int, default=115200)
+    r.add_argument("--baud", type=positive_int, default=115200)
     r.add_argument("-o", "--output", default="out.npz")
     r.set_defaults(func=cmd_run)
 
@@ -557,16 +570,16 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     where.add_argument("--host", action="store_true", help="the host build (default)")
     where.add_argument("--qemu", action="store_true")
     where.add_argument("--port")
-    v.add_argument("--baud", type=int, default=115200)
-    v.add_argument("--steps", type=int, default=20)
-    v.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
+    v.add_argument("--baud", type=positive_int, default=115200)
+    v.add_argument("--steps", type=positive_int, default=20)
+    v.add_argument("--batch", type=positive_int, default=1, help="samples per optimizer update")
     v.add_argument("--data", help="npz: inputs (model layout) then labels")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--max-rejected", type=int, default=DEFAULT_MAX_REJECTED,
+    v.add_argument("--max-rejected", type=int_at_least(0), default=DEFAULT_MAX_REJECTED,
                    help="stop after the device's guard rejected this many steps in a row "
-                        "(default: %(default)s)")
-    v.add_argument("--link-faults", type=float, default=0.0, help=argparse.SUPPRESS)
-    v.add_argument("--flip-margin", type=float, default=0.01,
+                        "(0: never; default: %(default)s)")
+    v.add_argument("--link-faults", type=fraction(), default=0.0, help=argparse.SUPPRESS)
+    v.add_argument("--flip-margin", type=positive_float, default=0.01,
                    help="an int8 value that the device rounds differently from the reference "
                         "is a tie if the reference's m/s is within this many quantisation "
                         "steps of the rounding boundary (default 0.01)")
@@ -575,25 +588,25 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="stream a dataset to the device, which trains on it")
     tr.add_argument("build")
     tr.add_argument("--data", required=True, help="npz: inputs (model layout) then labels")
-    tr.add_argument("--epochs", type=int, default=1)
-    tr.add_argument("--batch", type=int, default=1, help="samples per optimizer update")
-    tr.add_argument("--holdout", type=float, default=0.2,
+    tr.add_argument("--epochs", type=positive_int, default=1)
+    tr.add_argument("--batch", type=positive_int, default=1, help="samples per optimizer update")
+    tr.add_argument("--holdout", type=fraction(), default=0.2,
                     help="fraction kept out of training to measure accuracy (default 0.2)")
     tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
     tr.add_argument("--init-from", help="start from these parameters (a state dict written "
                                         "by --save or by an interrupted run) instead of the "
                                         "build's")
-    tr.add_argument("--max-rejected", type=int, default=DEFAULT_MAX_REJECTED,
+    tr.add_argument("--max-rejected", type=int_at_least(0), default=DEFAULT_MAX_REJECTED,
                     help="stop after the device's guard rejected this many steps in a row "
-                         "(default: %(default)s)")
-    tr.add_argument("--link-faults", type=float, default=0.0,
+                         "(0: never; default: %(default)s)")
+    tr.add_argument("--link-faults", type=fraction(), default=0.0,
                     help="QEMU only, for testing: damage this fraction of the link's bytes")
     tr.add_argument("--seed", type=int, default=0)
     where = tr.add_mutually_exclusive_group()
     where.add_argument("--host", action="store_true", help="the host build (default)")
     where.add_argument("--qemu", action="store_true")
     where.add_argument("--port")
-    tr.add_argument("--baud", type=int, default=115200)
+    tr.add_argument("--baud", type=positive_int, default=115200)
     tr.set_defaults(func=cmd_train)
 
     from mcutl.flash import PROBES, parse_frequency
@@ -605,7 +618,7 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     fl.add_argument("--frequency", type=parse_frequency, help="SWD clock, e.g. 4m, 500k")
     fl.add_argument("--target", help="refuse unless the build is for this target")
     fl.add_argument("--pyocd", default="pyocd", help="pyocd executable (default: pyocd)")
-    fl.add_argument("--timeout", type=float, default=300.0)
+    fl.add_argument("--timeout", type=positive_float, default=300.0)
     fl.set_defaults(func=cmd_flash)
     return p
 
@@ -617,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except McutlError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        # escaped: messages quote shapes like [batch, 2, length], not rich markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -36,6 +36,7 @@ from mcutl.ir.graph import Graph
 from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
 from mcutl.toolchain import Firmware, FirmwareSpec, build_many
+from mcutl.validate import check_finite, check_numeric, check_output_dir, load_npz
 
 if TYPE_CHECKING:
     from mcutl.codegen.backbone import GeneratedBackbone
@@ -83,7 +84,14 @@ class BuildInfo:
                 f"{folder} is not an mcutl build folder (no build.json). Create one with "
                 "`mcutl compile MODEL --target T -o DIR`."
             )
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+            info = cls(**data)
+            if not isinstance(info.firmware, dict):
+                raise TypeError("'firmware' is not a table")
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            raise McutlError(f"{path} is corrupt ({exc}); compile the build again") from exc
+        return info
 
 
 def load_and_quantize(
@@ -105,12 +113,14 @@ def load_and_quantize(
 
 
 def load_calib(path: Path | None) -> np.ndarray | None:
+    """The first array of the --calib .npz (checked against the model in ``quantize``)."""
     if path is None:
         return None
-    with np.load(path) as npz:
-        if not npz.files:
-            raise CompileError(f"{path} holds no arrays; put the calibration batch first")
-        return np.asarray(npz[npz.files[0]])
+    calib = load_npz(path, "--calib")[0]
+    check_numeric(calib, f"--calib {path}")
+    if calib.ndim:
+        check_finite(calib, f"--calib {path}")
+    return calib
 
 
 def model_hash(tflite_bytes: bytes, tm: TrainableModel | None = None,
@@ -196,6 +206,9 @@ def compile_model(
     from mcutl.tflite.export import export_tflite
 
     t0 = time.perf_counter()
+    check_output_dir(out)
+    if options is not None:
+        options.validate()
     target = load_target(target_name)
     graph = load_and_quantize(model, calib, input_shape)
     tm = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,8 @@ def parse_bytes(text: str) -> int:
         value = float(t[:-1] if mult > 1 else t) * mult
     except ValueError:
         raise McutlError(f"--budget {text!r}: give bytes like 131072, 128K or 1M") from None
-    if value <= 0:
-        raise McutlError(f"--budget {text!r} must be positive")
+    if not math.isfinite(value) or value < 1:
+        raise McutlError(f"--budget {text!r} must be a positive number of bytes, e.g. 128K")
     return int(value)
 
 

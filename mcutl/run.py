@@ -16,6 +16,7 @@ from mcutl.ir.layout import from_ir_layout, to_ir_layout
 from mcutl.link import protocol as proto
 from mcutl.link.session import Session, open_session
 from mcutl.targets import load_target
+from mcutl.validate import check_batch, source_sample_shape
 
 
 class ModelMismatchError(McutlError):
@@ -30,16 +31,15 @@ class RunResult:
     ticks: list[int]  # device ticks per inference (cycles on Cortex-M, ns on host)
 
 
-def prepare_inputs(info: BuildInfo, x: np.ndarray) -> np.ndarray:
-    """npz array (source layout, batch first; float or int8) -> int8 NHWC batch."""
-    nhwc = tuple(info.input_shape_nhwc)
+def prepare_inputs(info: BuildInfo, x: np.ndarray, what: str = "inputs",
+                   check_range: bool = False) -> np.ndarray:
+    """npz array (source layout, batch first; float or int8) -> int8 NHWC batch.
+    ``check_range``: refuse float inputs mostly outside the calibrated range (they would
+    saturate; `verify` checks the device on any input, `run` and `train` refuse them)."""
     x = np.asarray(x)
-    probe = to_ir_layout(np.zeros((1, *x.shape[1:]), dtype=np.float32), info.source_layout)
-    if x.ndim < 2 or probe.shape[1:] != nhwc[1:]:
-        raise McutlError(
-            f"input batch has shape {x.shape}; this build expects (batch, ...) in "
-            f"{info.source_layout} layout whose NHWC form is {nhwc} per sample"
-        )
+    check_batch(x, source_sample_shape(info.input_shape_nhwc, info.source_layout),
+                info.source_layout, what,
+                (info.input_scale, info.input_zero_point) if check_range else None)
     if x.dtype == np.int8:
         q = x
     elif np.issubdtype(x.dtype, np.floating):
@@ -101,9 +101,10 @@ def run_build(
     baud: int = 115200,
     progress: Callable[[int], None] | None = None,
     icount: bool = False,
+    what: str = "inputs",
 ) -> RunResult:
     info = BuildInfo.load(build)
-    q = prepare_inputs(info, x)
+    q = prepare_inputs(info, x, what, check_range=True)
     if port is None and not qemu:
         target = load_target("host")
         elf = build / info.firmware["host"]

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from mcutl.ir.graph import Graph
+from mcutl.validate import MODEL_SUFFIXES, check_model_file
 
-SUFFIXES = (".onnx", ".pt2", ".tflite")
+SUFFIXES = MODEL_SUFFIXES
 
 
 def load_model(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
@@ -20,16 +21,12 @@ def load_model(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
     .tflite comes back already quantised.
     """
     if isinstance(model, str | Path):
-        path = Path(model)
+        path = check_model_file(model)
         suffix = path.suffix.lower()
-        if suffix not in SUFFIXES:
-            raise ValueError(f"cannot load {path}: the file name must end in one of {SUFFIXES}")
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
         if suffix == ".onnx":
             from mcutl.frontend.onnx_import import from_onnx
 
-            return from_onnx(path)
+            return from_onnx(path, input_shape)
         if suffix == ".pt2":
             from mcutl.frontend.torch_import import load_pt2
 
@@ -41,7 +38,7 @@ def load_model(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
     if kind == "onnx.onnx_ml_pb2.ModelProto" or type(model).__name__ == "ModelProto":
         from mcutl.frontend.onnx_import import from_onnx
 
-        return from_onnx(model)
+        return from_onnx(model, input_shape)
     import torch
 
     if isinstance(model, torch.export.ExportedProgram):

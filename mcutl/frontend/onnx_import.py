@@ -6,16 +6,18 @@ import; every other op maps onto one GraphBuilder call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from mcutl.frontend.builder import GraphBuilder
-from mcutl.ir.graph import Graph
+from mcutl.ir.graph import Graph, GraphError
+from mcutl.validate import InputError, ModelFileError
 
 Handler = Callable[[GraphBuilder, "_Node"], None]
 
@@ -223,21 +225,112 @@ def _const_eval(b: GraphBuilder, n: _Node) -> bool:
     return True
 
 
-def from_onnx(model: onnx.ModelProto | str | Path | bytes) -> Graph:
-    """Import an ONNX model (object, path or serialized bytes) as a float IR graph."""
+def from_onnx(model: onnx.ModelProto | str | Path | bytes,
+              input_shape: Sequence[int] | None = None) -> Graph:
+    """Import an ONNX model (object, path or serialized bytes) as a float IR graph.
+
+    ``input_shape`` (batch included) gives the sizes of the first input's symbolic
+    dimensions (a symbolic batch is 1 anyway); its static ones must agree."""
+    what = str(model) if isinstance(model, str | Path) else "the ONNX model"
     if isinstance(model, bytes):
-        model = onnx.load_from_string(model)
+        model = _decode(model, what)
     elif not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
+        model = _decode(Path(model).read_bytes(), what)
+    _check(model, what)
     g = model.graph
     b = GraphBuilder(SUPPORTED)
     for init in g.initializer:
-        b.set_const(init.name, numpy_helper.to_array(init))
+        b.set_const(init.name, _tensor_value(init, what))
+    first = True
     for inp in g.input:
         if b.is_const(inp.name):
             continue
-        dims = inp.type.tensor_type.shape.dim
-        b.add_input(inp.name, [d.dim_value if d.dim_value > 0 else 1 for d in dims])
+        b.add_input(inp.name, _input_dims(inp, input_shape if first else None, what))
+        first = False
+    _reject_unknown_ops(b, g)
+    try:
+        return _lower(b, g)
+    except GraphError as exc:
+        raise ModelFileError(f"{what}: the graph is malformed ({exc}); re-export it with "
+                             "torch.onnx.export") from exc
+
+
+def _decode(data: bytes, what: str) -> onnx.ModelProto:
+    try:
+        return onnx.load_from_string(data)
+    except DecodeError as exc:
+        raise ModelFileError(f"{what}: not a valid ONNX file ({len(data)} bytes; protobuf "
+                             f"decode failed: {exc}); re-export it with torch.onnx.export"
+                             ) from exc
+
+
+def _check(model: onnx.ModelProto, what: str) -> None:
+    if not model.graph.node and not model.graph.input:
+        raise ModelFileError(f"{what}: not an ONNX model (no graph: empty or another kind of "
+                             "file); re-export it with torch.onnx.export")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:
+        problem = str(exc).strip().splitlines()[0]
+        raise ModelFileError(f"{what}: not a valid ONNX model ({problem}); re-export it with "
+                             "torch.onnx.export") from exc
+
+
+def _tensor_value(init: onnx.TensorProto, what: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(init)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{what}: initializer {init.name!r} cannot be decoded ({exc}); "
+                             "re-export the model") from exc
+
+
+def _input_dims(inp: onnx.ValueInfoProto, given: Sequence[int] | None, what: str
+                ) -> list[int]:
+    """The input's static shape; symbolic dimensions from ``given`` (batch: 1)."""
+    dims = list(inp.type.tensor_type.shape.dim)
+    names = [str(d.dim_value) if d.dim_value > 0 else (d.dim_param or "?") for d in dims]
+    if given is not None and len(given) != len(dims):
+        raise InputError(f"--input-shape {','.join(map(str, given))} has {len(given)} sizes "
+                         f"but input {inp.name!r} of {what} has {len(dims)}: "
+                         f"[{', '.join(names)}]")
+    out = []
+    for k, d in enumerate(dims):
+        if d.dim_value > 0:
+            if given is not None and k > 0 and int(given[k]) != d.dim_value:
+                raise InputError(f"--input-shape: size {given[k]} at axis {k} but input "
+                                 f"{inp.name!r} of {what} has {d.dim_value} there "
+                                 f"([{', '.join(names)}])")
+            out.append(d.dim_value)
+        elif k == 0:
+            out.append(1)  # the IR has batch 1
+        elif given is not None and int(given[k]) > 0:
+            out.append(int(given[k]))
+        else:
+            example = ",".join(["1", *(n if n.isdigit() else "N" for n in names[1:])])
+            raise InputError(f"{what}: input {inp.name!r} has shape [{', '.join(names)}] with "
+                             f"the symbolic dimension {names[k]!r} at axis {k}; give its size "
+                             f"with --input-shape (e.g. --input-shape {example})")
+    return out
+
+
+def _reject_unknown_ops(b: GraphBuilder, g: onnx.GraphProto) -> None:
+    """Name the ops no rule can import before lowering anything: an op like Transpose is
+    importable only on constants, so lowering would stop at it and hide an LSTM after it.
+    Layers with weights (an LSTM, not the Expand of its initial state) are named first."""
+    known = set(HANDLERS) | set(CONST_OPS) | {"Constant"}
+    weights = {t.name for t in g.initializer}
+    bad = [(i, p) for i, p in enumerate(g.node) if p.op_type not in known]
+    if not bad:
+        return
+    bad.sort(key=lambda ip: (not any(x in weights for x in ip[1].input), ip[0]))
+    i, proto = bad[0]
+    others = sorted({p.op_type for _, p in bad[1:]} - {proto.op_type})
+    also = f" (also unsupported here: {', '.join(others)})" if others else ""
+    with b.at(proto.op_type, proto.name or f"{proto.op_type}_{i}"):
+        raise b.unsupported(f"no import rule for this op{also}")
+
+
+def _lower(b: GraphBuilder, g: onnx.GraphProto) -> Graph:
     for i, proto in enumerate(g.node):
         n = _Node(proto, i)
         with b.at(n.op_type, n.name):

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mcutl.errors import McutlError
 from mcutl.frontend.tflite_reader import TfModel, TfOperator, TfTensor, read_tflite
-from mcutl.ir.graph import Graph, Node, QuantParams, Tensor
+from mcutl.ir.graph import Graph, GraphError, Node, QuantParams, Tensor
 from mcutl.ops import UnsupportedOpError
 from mcutl.ops._window import trim_after
 from mcutl.ops.validate import validate_graph
 from mcutl.tflite.builder import compute_padding
+from mcutl.validate import ModelFileError
 
 _ACTS = {"NONE": "none", "RELU": "relu", "RELU6": "relu6"}
 
@@ -42,8 +44,9 @@ class _Importer:
 
     def _out_name(self) -> str:
         assert self.op is not None
-        out = self.op.outputs[0]
-        return f"#{self.op.index} -> {self.m.tensors[out].name}"
+        if not self.op.outputs:
+            return f"#{self.op.index}"
+        return f"#{self.op.index} -> {self.m.tensors[self.op.outputs[0]].name}"
 
     def t(self, index: int) -> TfTensor:
         return self.m.tensors[self.alias.get(index, index)]
@@ -117,7 +120,11 @@ class _Importer:
             self.op = op
             if op.op not in HANDLERS:
                 raise self.fail("no import rule for this TFLite op")
-            HANDLERS[op.op](self, op)
+            need = MIN_INPUTS.get(op.op, 1)
+            if len(op.inputs) < need or not op.outputs or min(op.inputs[:need]) < 0:
+                raise self.fail(f"{len(op.inputs)} inputs and {len(op.outputs)} outputs, needs "
+                                f"{need} and 1 (the file is corrupt: convert the model again)")
+            self._lower(op)
         self.op = None
         self.g.inputs = [self.name(i) for i in self.m.inputs]
         self.g.outputs = [self.name(i) for i in self.m.outputs]
@@ -126,11 +133,25 @@ class _Importer:
         validate_graph(self.g)
         return self.g
 
+    def _lower(self, op: TfOperator) -> None:
+        """One operator; its options and tensors come from the file: values that contradict
+        each other (a kernel larger than its input, per-channel scales of the wrong
+        length) are reported as a bad operator, not as a crash."""
+        try:
+            HANDLERS[op.op](self, op)
+        except McutlError:
+            raise
+        except (ValueError, IndexError) as exc:
+            raise self.fail(f"inconsistent operator in the file ({exc}); convert the model "
+                            "again") from exc
+
     def _boundary(self, ops: list[TfOperator]) -> list[TfOperator]:
         """Drop QUANTIZE of a graph input and DEQUANTIZE of a graph output."""
         kept = []
         for op in ops:
             self.op = op
+            if op.op in ("QUANTIZE", "DEQUANTIZE") and not (op.inputs and op.outputs):
+                raise self.fail("an input and an output are needed (the file is corrupt)")
             if op.op == "QUANTIZE" and op.inputs[0] in self.m.inputs:
                 self.m.inputs = [op.outputs[0] if i == op.inputs[0] else i
                                  for i in self.m.inputs]
@@ -287,10 +308,19 @@ HANDLERS: dict[str, Callable[[_Importer, TfOperator], None]] = {
     "RESHAPE": _reshape, "CONCATENATION": _concat, "RELU": _relu, "RELU6": _relu,
     "PAD": _pad,
 }
+#: inputs an op must have (the first ones may not be omitted); others need 1
+MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MEAN": 2,
+              "PAD": 2}
 SUPPORTED = sorted([*HANDLERS, "QUANTIZE", "DEQUANTIZE"])  # the last two at the boundary only
 
 
 def import_tflite(model: bytes | str | Path) -> Graph:
     """Import an int8 .tflite (bytes or path) as a quantised IR graph."""
+    what = "the TFLite model" if isinstance(model, bytes) else str(model)
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
-    return _Importer(read_tflite(data)).run()
+    m = read_tflite(data, what)
+    try:
+        return _Importer(m).run()
+    except GraphError as exc:
+        raise ModelFileError(f"{what}: the graph is malformed ({exc}); convert the model "
+                             "again") from exc

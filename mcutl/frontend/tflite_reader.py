@@ -5,11 +5,14 @@ Uses the generated schema readers of the ``tflite`` package; no TensorFlow.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tflite
+
+from mcutl.validate import ModelFileError
 
 _TYPES = {tflite.TensorType.INT8: "int8", tflite.TensorType.INT32: "int32",
           tflite.TensorType.FLOAT32: "float32", tflite.TensorType.UINT8: "uint8",
@@ -76,8 +79,40 @@ class TfModel:
     outputs: list[int]
 
 
-def read_tflite(data: bytes) -> TfModel:
-    """Parse the first subgraph of a .tflite model."""
+def read_tflite(data: bytes, what: str = "the TFLite model") -> TfModel:
+    """Parse the first subgraph of a .tflite model; ``ModelFileError`` if it is not one
+    (``what`` names the file in the message)."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{what}: not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' "
+                             "identifier); convert the model with the TFLite converter")
+    try:
+        m = _read(data)
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise ModelFileError(f"{what}: corrupt TFLite flatbuffer ({len(data)} bytes; decoding "
+                             f"failed: {type(exc).__name__}: {exc}); convert the model again"
+                             ) from exc
+    _check_indices(m, what)
+    return m
+
+
+def _check_indices(m: TfModel, what: str) -> None:
+    """Every tensor index an operator or the subgraph names must exist."""
+    n = len(m.tensors)
+    for op in m.operators:
+        for i in (*op.inputs, *op.outputs):
+            if not -1 <= i < n:
+                raise ModelFileError(f"{what}: operator #{op.index} ({op.op}) names tensor {i} "
+                                     f"of {n}; the file is corrupt, convert the model again")
+    for i in (*m.inputs, *m.outputs):
+        if not 0 <= i < n:
+            raise ModelFileError(f"{what}: the subgraph's input/output names tensor {i} of {n}; "
+                                 "the file is corrupt, convert the model again")
+    if not m.inputs or not m.outputs:
+        raise ModelFileError(f"{what}: the subgraph has no inputs or no outputs; the file is "
+                             "corrupt, convert the model again")
+
+
+def _read(data: bytes) -> TfModel:
     model = tflite.Model.GetRootAs(data, 0)
     if model.SubgraphsLength() != 1:
         raise ValueError(f"expected one subgraph, found {model.SubgraphsLength()}")

@@ -9,8 +9,11 @@ programs and live modules the same way.
 
 from __future__ import annotations
 
+import logging
 import operator
+import re
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from torch.export.graph_signature import InputKind
 
 from mcutl.frontend.builder import GraphBuilder
 from mcutl.ir.graph import Graph
+from mcutl.validate import ModelFileError
 
 aten = torch.ops.aten
 Handler = Callable[[GraphBuilder, torch.fx.Node, list[Any]], None]
@@ -191,8 +195,34 @@ SUPPORTED = sorted(str(k) if not callable(getattr(k, "name", None)) else k.name(
                    for k in HANDLERS)
 
 
+#: whole layers mcutl has no kernels for; named before decomposition (an LSTM decomposes
+#: into many small ops, and the first unsupported one of those would hide what it is)
+UNSUPPORTED_LAYERS = re.compile(r"lstm|gru|rnn_|embedding|attention|layer_norm|group_norm|"
+                                r"instance_norm|conv_transpose|upsample|interpolate")
+
+
+def _module_type(n: torch.fx.Node) -> str:
+    stack = n.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    path, kind = list(stack.values())[-1][:2]
+    name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].strip("'>"))
+    return f"{path}: {name}" if path else name
+
+
+def _reject_unsupported_layers(ep: ExportedProgram) -> None:
+    for node in ep.graph.nodes:
+        target = str(node.target)
+        if node.op == "call_function" and node.target not in HANDLERS and \
+                UNSUPPORTED_LAYERS.search(target):
+            b = GraphBuilder(SUPPORTED)
+            with b.at(target, f"{node.name} ({_module_type(node) or _label(node)})"):
+                raise b.unsupported("this layer has no int8 kernel in mcutl")
+
+
 def from_exported(ep: ExportedProgram) -> Graph:
     """Import a ``torch.export`` program (any dialect; decomposed to core ATen here)."""
+    _reject_unsupported_layers(ep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         ep = ep.run_decompositions()
@@ -238,4 +268,22 @@ def from_module(module: torch.nn.Module, input_shape: Sequence[int]) -> Graph:
 
 def load_pt2(path: str | Path) -> Graph:
     """Import a program saved with ``torch.export.save``."""
-    return from_exported(torch.export.load(str(path)))
+    what = str(path)
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{what}: not a torch.export archive (not a zip file); save the "
+                             "program with torch.export.save")
+    log = logging.getLogger("torch.export")  # it logs the failure with a traceback
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        ep = torch.export.load(str(path))
+    except (RuntimeError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        problem = str(exc).strip().splitlines()[0][:200]
+        if "warnings above" in problem:  # torch's pointer to the log silenced here
+            problem = "torch could not deserialize it"
+        raise ModelFileError(f"{what}: cannot load this torch.export program ({problem}); save "
+                             f"it again with torch.export.save (torch {torch.__version__})"
+                             ) from exc
+    finally:
+        log.setLevel(level)
+    return from_exported(ep)

@@ -82,6 +82,9 @@ def open_session(
     a total time. ``link_faults`` (QEMU only, for testing) damages that fraction of the
     bytes both ways (flipped, dropped or doubled: link.fault_proxy).
     """
+    if port is None and not Path(elf).is_file():
+        raise McutlError(f"firmware {elf} is missing; compile the build again (or copy the "
+                         "whole build folder)")
     if link_faults:
         if not qemu or port is not None:
             raise McutlError("--link-faults damages the bytes of a QEMU link: use it with "

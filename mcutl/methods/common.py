@@ -60,7 +60,9 @@ def _resolve_cut(g: Graph, cut: str) -> str:
     else:
         known = [n.name for n in g.nodes] + g.activations()
         close = difflib.get_close_matches(cut, known, n=5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = (f" Did you mean: {', '.join(close)}?" if close else
+                f" Its nodes: {', '.join(n.name for n in g.nodes[:12])}"
+                + (", ..." if len(g.nodes) > 12 else "") + " (see `mcutl plan` or report.md)")
         raise MethodError(f"--cut {cut!r} names no node or tensor of the backbone.{hint}")
     t = g.tensors[name]
     if t.is_const:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from mcutl.errors import McutlError
 from mcutl.ir.graph import Graph, Node
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class LoweringContext(Protocol):
                      ) -> tuple[int, str]: ...
 
 
-class UnsupportedOpError(ValueError):
+class UnsupportedOpError(McutlError, ValueError):
     """An op or attribute mcutl cannot compile; names op, node, problem, supported ops."""
 
     def __init__(self, op: str, node: str, problem: str,

@@ -7,21 +7,23 @@ import numpy as np
 from mcutl.ir.graph import Graph
 from mcutl.ir.interp import run_f32
 from mcutl.ir.layout import to_ir_layout
+from mcutl.validate import check_batch, check_numeric, source_sample_shape
 
 SOURCE_RANK = {"NCHW": 4, "NCL": 3, "NC": 2, "NHWC": 4}
 
 
 def as_batch(graph: Graph, calib: np.ndarray) -> np.ndarray:
     """``calib`` as a float32 batch in the source layout (a single sample gets a batch axis)."""
-    x = np.asarray(calib, dtype=np.float32)
+    x = np.asarray(calib)
+    check_numeric(x, "calibration data")
+    x = x.astype(np.float32)
     in_shape = graph.tensors[graph.inputs[0]].shape
     rank = len(in_shape) if graph.source_layout == "NHWC" else SOURCE_RANK[
         graph.source_layout]
     if x.ndim == rank - 1:
         x = x[None]
-    if x.ndim != rank or x.shape[0] < 1:
-        raise ValueError(f"calibration data of shape {x.shape} does not match the model input "
-                         f"(layout {graph.source_layout}, rank {rank})")
+    check_batch(x, source_sample_shape(in_shape, graph.source_layout), graph.source_layout,
+                "calibration data")
     return x
 
 

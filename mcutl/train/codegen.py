@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.lifetimes import plan_buffers
 from mcutl.train.step import StepProgram, build_step
+from mcutl.validate import InputError
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -40,11 +42,18 @@ class TrainOptions:
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer {self.optimizer!r}: choose 'sgd' or 'adam'")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+            raise InputError(f"optimizer {self.optimizer!r}: choose 'sgd' or 'adam'")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"learning rate must be a finite number > 0, got {self.lr}")
+        for name in ("momentum", "beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (self.weight_decay >= 0 and self.eps > 0 and 0 <= self.label_smoothing < 1):
+            raise InputError(f"weight_decay >= 0, eps > 0 and 0 <= label_smoothing < 1 are "
+                             f"needed, got {self.weight_decay}, {self.eps}, "
+                             f"{self.label_smoothing}")
         if not 0 < self.max_loss < 3.4e38:
-            raise ValueError(f"max_loss must be a finite number > 0, got {self.max_loss}")
+            raise InputError(f"max_loss must be a finite number > 0, got {self.max_loss}")
 
 
 @dataclass

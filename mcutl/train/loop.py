@@ -25,6 +25,7 @@ from mcutl.link.trainer import PARAMS, StepResult, TrainDevice
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
 from mcutl.train.guard import DEFAULT_MAX_REJECTED, RejectionCounter, TrainingDivergedError
+from mcutl.validate import check_train_call
 from mcutl.verify.harness import _param_layout, load_trainable
 
 
@@ -147,6 +148,7 @@ def train(
     TrainingStopped (after saving what the host has) on Ctrl-C, divergence or a lost
     device."""
     info, tm = load_trainable(build)
+    y, eval_y = check_train_call(info, x, y, eval_x, eval_y, tm.num_classes, epochs, batch)
     xq = prepare_inputs(info, x)
     eq = prepare_inputs(info, eval_x) if eval_x is not None else None
     if port is None and not qemu:

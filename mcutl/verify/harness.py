@@ -49,6 +49,7 @@ from mcutl.train.guard import (
     guarded_step,
     loss_ok,
 )
+from mcutl.validate import check_verify_call
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
 
 
@@ -213,6 +214,7 @@ def verify(
     from mcutl.verify.reference import TorchReference
 
     info, tm = load_trainable(build)
+    data = check_verify_call(steps, batch, data, tm.num_classes)
     if data is None:
         xq, labels = random_samples(info, steps, seed)
     else:
