@@ -223,7 +223,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         spec = method.make_spec(values) if any(v is not None for v in values.values()) \
             else None
         options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                               max_loss=args.max_loss)
+                               max_loss=args.max_loss, autosave=args.autosave)
         with console.status(f"compiling {args.model} with {method.name} for {args.target}"):
             c = compile_model(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
@@ -344,7 +344,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     rep = verify(Path(args.build), steps=args.steps, data=data, qemu=args.qemu, port=args.port,
                  baud=args.baud, batch=args.batch, seed=args.seed,
                  flip_margin=args.flip_margin, max_rejected=args.max_rejected,
-                 link_faults=args.link_faults)
+                 link_faults=args.link_faults, reset_at=args.reset_at)
     for r in rep.steps:
         g = max(r.grad_rel_err.values()) if r.grad_rel_err else None
         table.add_row(str(r.step), str(r.label), f"{r.loss_device:.6f}",
@@ -358,6 +358,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"device); rejected by the device's guard (the reference agreed): "
                   f"{rep.rejected_samples} samples, {rep.rejected_updates} updates; device "
                   f"stats {rep.stats}", highlight=False)
+    if rep.resumed:
+        console.print(f"restart: {rep.resumed}", highlight=False)
     if rep.stopped:
         err_console.print(f"[red]error:[/] {rep.stopped}", highlight=False)
         return 2
@@ -414,6 +416,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_batch(x, source_sample_shape(info.input_shape_nhwc, info.source_layout),
                 info.source_layout, f"--data {args.data} inputs",
                 (info.input_scale, info.input_zero_point))
+    if args.resume and args.init_from:
+        raise McutlError("--resume continues from the device's checkpoint and --init-from "
+                         "from a file: give one of them")
     init = load_state_file(build, Path(args.init_from)) if args.init_from else None
     n_eval = int(round(len(x) * args.holdout))
     if len(x) - n_eval < 1:
@@ -442,7 +447,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         eval_x=x[ev] if n_eval else None, eval_y=y[ev] if n_eval else None,
                         qemu=args.qemu, port=args.port, baud=args.baud, seed=args.seed,
                         progress=progress, max_rejected=args.max_rejected,
-                        init_from=init, link_faults=args.link_faults)
+                        init_from=init, link_faults=args.link_faults, resume=args.resume)
         except TrainingStopped as exc:
             bar.stop()
             err_console.print(f"[red]error:[/] {exc}", highlight=False)
@@ -460,11 +465,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         rejected = (f"; the device's guard rejected {res.rejected_samples} samples (loss not "
                     f"finite or above the build's max_loss) and {res.rejected_updates} "
                     "updates (non-finite)")
+    kept = (f"; saved on the device as checkpoint {res.checkpoint} (it survives a reset; "
+            "continue with --resume)" if res.checkpoint else
+            f"; not saved on the device ({res.store_note})")
+    if res.resumed_from:
+        kept = f"; continued from the device's checkpoint {res.resumed_from}" + kept
     link = ""
     if res.retries:
         link = f"; link: {res.retries} resends, frames shrunk to {res.link_payload} B"
     console.print(f"trained on {res.samples} samples at {res.samples_per_s:.1f} samples/s; "
-                  f"loss {np.mean(ok[:10]):.3f} -> {np.mean(ok[-10:]):.3f}{acc}{rejected}{link}; "
+                  f"loss {np.mean(ok[:10]):.3f} -> {np.mean(ok[-10:]):.3f}{acc}{rejected}{kept}"
+                  f"{link}; "
                   f"{build / 'train.png'}" + (f"; parameters in {args.save}" if args.save else ""),
                   highlight=False)
     return 0
@@ -533,6 +544,9 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     c.add_argument("--lr", type=positive_float, default=0.03, help="learning rate (> 0)")
     c.add_argument("--momentum", type=fraction(), default=0.9, help="SGD momentum, 0 <= m < 1")
+    c.add_argument("--autosave", type=int_at_least(0), default=100,
+                   help="the device saves a checkpoint every this many updates (0: only "
+                        "when asked); default: %(default)s")
     c.add_argument("--max-loss", type=positive_float, default=100.0,
                    help="step guard: a sample whose loss is above this (or not finite) adds "
                         "no gradient; the device counts it (default: 100)")
@@ -579,6 +593,8 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
                    help="stop after the device's guard rejected this many steps in a row "
                         "(0: never; default: %(default)s)")
     v.add_argument("--link-faults", type=fraction(), default=0.0, help=argparse.SUPPRESS)
+    v.add_argument("--reset-at", type=int_at_least(1), help="kill and restart the device "
+                   "before this step: it must resume from its checkpoint (host or --qemu)")
     v.add_argument("--flip-margin", type=positive_float, default=0.01,
                    help="an int8 value that the device rounds differently from the reference "
                         "is a tie if the reference's m/s is within this many quantisation "
@@ -593,6 +609,9 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     tr.add_argument("--holdout", type=fraction(), default=0.2,
                     help="fraction kept out of training to measure accuracy (default 0.2)")
     tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the newest checkpoint saved on the device (it saves "
+                         "at the end of every train, and every --autosave updates)")
     tr.add_argument("--init-from", help="start from these parameters (a state dict written "
                                         "by --save or by an interrupted run) instead of the "
                                         "build's")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 INT8_DIR = RUNTIME_C / "src" / "int8"
 F32_DIR = RUNTIME_C / "src" / "f32"
+STORE_DIR = RUNTIME_C / "src" / "store"
 
 
 class CompileError(McutlError):
@@ -141,13 +142,14 @@ def firmware_spec(gen_dir: Path, name: str, semihosting: bool, training: bool) -
     generated = ["train.c"] if training else ["model.c"]
     kernels = [*sorted(INT8_DIR.glob("*.c"))]
     if training:
-        kernels += sorted(F32_DIR.glob("*.c"))
+        kernels += [*sorted(F32_DIR.glob("*.c")), STORE_DIR / "checkpoint.c"]
     return FirmwareSpec(
         name=name,
         sources=[*runtime_sources(), *(gen_dir / g for g in generated),
                  gen_dir / "model_weights.c", *kernels],
         include_dirs=[gen_dir],
         semihosting=semihosting,
+        store=training,
     )
 
 

@@ -34,6 +34,16 @@ class Uart:
 
 
 @dataclass(frozen=True)
+class Store:
+    """`[store]`: where a board keeps its two checkpoint slots (mcutl/store.h)."""
+
+    driver: str  # runtime_c/port/store_<driver>.c
+    slot_bytes: int
+    slots: tuple[tuple[int, int], ...]  # (address, flash sector) of slot 0 and slot 1
+    flash_dcache: bool = False
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -49,6 +59,7 @@ class Target:
     qemu_machine: str | None = None
     pyocd_target: str | None = None  # `[flash] pyocd_target`: pyOCD target type for `mcutl flash`
     extra_sources: tuple[Path, ...] = field(default_factory=tuple)
+    store: Store | None = None  # a board's checkpoint store; None: the board has none
 
     @property
     def is_host(self) -> bool:
@@ -95,6 +106,16 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
             _require(data, key, where)
     qemu = data.get("qemu", {})
     flash = data.get("flash", {})
+    store = None
+    if "store" in data:
+        st = data["store"]
+        slots = tuple((int(a), int(sec)) for a, sec in st.get("slots", ()))
+        if len(slots) != 2:
+            raise TargetError(f"{where}: [store] slots must list two [address, sector] pairs")
+        store = Store(driver=str(_require(st, "driver", where)),
+                      slot_bytes=int(_require(st, "slot_bytes", where)  # type: ignore[arg-type]
+                                     ), slots=slots,
+                      flash_dcache=bool(st.get("flash_dcache", False)))
     return Target(
         name=str(data.get("name", name)),
         description=str(data.get("description", "")),
@@ -110,6 +131,7 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
         qemu_machine=qemu.get("machine"),
         pyocd_target=str(flash["pyocd_target"]) if "pyocd_target" in flash else None,
         extra_sources=tuple(folder / s for s in data.get("sources", ())),
+        store=store,
     )
 
 

@@ -101,6 +101,7 @@ class FirmwareSpec:
     defines: dict[str, str] = field(default_factory=dict)
     semihosting: bool = True
     sanitize: bool = False  # host only: -fsanitize=address,undefined
+    store: bool = False  # link a checkpoint store backend (store_source)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,23 @@ def require_tool(tool: str) -> str:
         }.get(tool, f"install {tool}")
         raise ToolMissingError(f"'{tool}' not found on PATH. Install it with: {hint}")
     return path
+
+
+def store_source(target: Target, semihosting: bool) -> Path:
+    """The checkpoint store backend (mcutl/store.h) of a firmware: a file on the host, a
+    file through semihosting under QEMU, the target's [store] driver on a board."""
+    if target.is_host:
+        return PORT_DIR / "store_file_host.c"
+    if semihosting:
+        return PORT_DIR / "store_semihost.c"
+    if target.store is None:
+        return PORT_DIR / "store_none.c"
+    driver = PORT_DIR / f"store_{target.store.driver}.c"
+    if not driver.is_file():
+        known = sorted(p.stem.removeprefix("store_") for p in PORT_DIR.glob("store_*.c"))
+        raise BuildError(f"target {target.name}: store driver '{target.store.driver}' does not "
+                         f"exist (no {driver}). Known drivers: {', '.join(known)}")
+    return driver
 
 
 def port_sources(target: Target) -> list[Path]:
@@ -159,10 +177,22 @@ def render_target_files(target: Target, out_dir: Path, build_id: str, semihostin
         "irq_count": target.irq_count,
         "uart_brr": _uart_divisor(target) if target.uart else 0,
         "mem": target.memory,
+        # a board keeps code out of its store's flash sectors
+        "store": None if semihosting else target.store,
+        "code_flash_bytes": _code_flash_bytes(target, semihosting),
     }
     (out_dir / "target_config.h").write_text(_env.get_template("target_config.h.j2").render(ctx))
     if not target.is_host:
         (out_dir / "linker.ld").write_text(_env.get_template("cortexm.ld.j2").render(ctx))
+
+
+def _code_flash_bytes(target: Target, semihosting: bool) -> int:
+    """Flash the linker may fill: up to the first store slot on a board with a store."""
+    if target.memory is None:
+        return 0
+    if semihosting or target.store is None:
+        return target.memory.flash_bytes
+    return min(a for a, _ in target.store.slots) - target.memory.flash_origin
 
 
 def _build_id(
@@ -210,6 +240,8 @@ def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmwar
     out_dir.mkdir(parents=True, exist_ok=True)
     gen_dir = out_dir / f"{spec.name}.gen"
     sources = [*spec.sources, *port_sources(target)]
+    if spec.store:
+        sources.append(store_source(target, spec.semihosting))
     includes = [gen_dir, INCLUDE_DIR, PORT_DIR, *spec.include_dirs]
     flags = [*COMMON_CFLAGS, *target.cflags]
     if target.is_host:

@@ -89,6 +89,8 @@ class MsgType(IntEnum):
     RESET = 0x17
     RUN = 0x18
     PROBE = 0x19
+    SAVE = 0x1A
+    LOAD = 0x1B
     FAULT = 0x7E  # unsolicited: the device's fault hook, seq 0xFFFF
     ERROR = 0x7F
 

@@ -74,7 +74,7 @@ def qemu_command(target: Target, elf: Path, serial_arg: str, icount: bool = Fals
         "-M", target.qemu_machine,
         "-nographic", "-monitor", "none",
         "-semihosting-config", "enable=on,target=native",
-        "-kernel", str(elf),
+        "-kernel", str(Path(elf).resolve()),
         "-serial", serial_arg,
     ]  # fmt: skip
     if icount:
@@ -96,9 +96,12 @@ class QemuSession:
     q.result  # exit code, fault report, stderr
     """
 
-    def __init__(self, target: Target, elf: Path, timeout: float = 120.0, icount: bool = False):
+    def __init__(self, target: Target, elf: Path, timeout: float = 120.0, icount: bool = False,
+                 cwd: Path | None = None):
         self.target = target
         self.elf = elf
+        # QEMU's working directory: where semihosting files (the checkpoint store) go
+        self.cwd = cwd if cwd is not None else Path(elf).parent
         self.timeout = timeout
         self.icount = icount
         self.result: QemuResult | None = None
@@ -128,6 +131,7 @@ class QemuSession:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
+                cwd=self.cwd,
             )
             try:
                 self.transport = self._connect(port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def open_session(
     qemu_timeout: float = 120.0,
     icount: bool = False,
     link_faults: float = 0.0,
+    host_env: dict[str, str] | None = None,
 ) -> Iterator[Session]:
     """Start (QEMU/host) or connect to (port) the firmware and complete the HELLO handshake.
 
@@ -81,6 +83,10 @@ def open_session(
     one answer. QEMU is killed after `qemu_timeout` s without a byte from it, not after
     a total time. ``link_faults`` (QEMU only, for testing) damages that fraction of the
     bytes both ways (flipped, dropped or doubled: link.fault_proxy).
+
+    A training firmware keeps its checkpoints beside it: `mcutl.store` in the host
+    build's folder (MCUTL_STORE_FILE; ``host_env`` adds or overrides variables), or in
+    the QEMU firmware's folder (QEMU runs there; semihosting). A board uses its flash.
     """
     if port is None and not Path(elf).is_file():
         raise McutlError(f"firmware {elf} is missing; compile the build again (or copy the "
@@ -103,7 +109,9 @@ def open_session(
     if port is not None:
         transport = SerialTransport(port, baudrate=baud)
     elif target.is_host:
-        host = ProcessTransport([str(elf)])
+        env = {**os.environ, "MCUTL_STORE_FILE": str(Path(elf).resolve().parent / "mcutl.store"),
+               **(host_env or {})}
+        host = ProcessTransport([str(elf)], env=env)
         transport = host
     elif qemu:
         q = QemuSession(target, elf, timeout=qemu_timeout, icount=icount)

@@ -55,6 +55,13 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    updates: int
+    state_bytes: int  # parameters and optimizer state
+
+
+@dataclass(frozen=True)
 class Stats:
     steps: int
     updates: int
@@ -65,6 +72,9 @@ class Stats:
     rejected_samples: int  # samples whose loss failed the guard (no gradient)
     rejected_updates: int  # updates not applied (they would have been non-finite)
     rejected_in_a_row: int  # rejections since the last applied update
+    checkpoint_seq: int  # the checkpoint loaded at boot or saved last (0: none)
+    checkpoint_updates: int  # updates the state had at that checkpoint
+    save_errors: int  # saves that failed
 
 
 class TrainDevice:
@@ -127,7 +137,19 @@ class TrainDevice:
         return Digest(crc, nbytes, steps, updates)
 
     def stats(self) -> Stats:
-        return Stats(*struct.unpack("<9I", self.device.request(proto.MsgType.STATS)[:36]))
+        return Stats(*struct.unpack("<12I", self.device.request(proto.MsgType.STATS)[:48]))
+
+    def save(self) -> Checkpoint:
+        """SAVE: the learned state as a new checkpoint in the device's store."""
+        seq, updates, nbytes = struct.unpack(
+            "<III", self.device.request(proto.MsgType.SAVE)[:12])
+        return Checkpoint(seq, updates, nbytes)
+
+    def load(self) -> tuple[int, int, int]:
+        """LOAD: the newest valid checkpoint (seq, steps, updates); DeviceError with
+        BAD_STATE when there is none."""
+        seq, steps, updates = struct.unpack("<III", self.device.request(proto.MsgType.LOAD)[:12])
+        return seq, steps, updates
 
     def reset(self) -> None:
         self.device.request(proto.MsgType.RESET)

@@ -39,6 +39,8 @@ class TrainOptions:
     label_smoothing: float = 0.0
     # the step guard: a sample whose loss is above this (or not finite) adds no gradient
     max_loss: float = 100.0
+    # a checkpoint in the firmware's store every this many updates (0: only on SAVE)
+    autosave: int = 100
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -52,6 +54,8 @@ class TrainOptions:
             raise InputError(f"weight_decay >= 0, eps > 0 and 0 <= label_smoothing < 1 are "
                              f"needed, got {self.weight_decay}, {self.eps}, "
                              f"{self.label_smoothing}")
+        if not (isinstance(self.autosave, int) and 0 <= self.autosave < 2**32):
+            raise InputError(f"autosave must be an integer >= 0, got {self.autosave}")
         if not 0 < self.max_loss < 3.4e38:
             raise InputError(f"max_loss must be a finite number > 0, got {self.max_loss}")
 
@@ -132,6 +136,7 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "eps": repr(float(np.float32(options.eps))),
         "label_smoothing": repr(float(np.float32(options.label_smoothing))),
         "max_loss": repr(float(np.float32(options.max_loss))),
+        "autosave": int(options.autosave),
     }
     files = {
         "train.c": _env.get_template("train.c.j2").render(values),

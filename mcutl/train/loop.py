@@ -43,6 +43,9 @@ class TrainResult:
     rejected_samples: int = 0
     rejected_updates: int = 0
     link_payload: int = 0  # the chunk size the link ended with (smaller after damage)
+    checkpoint: int = 0  # seq of the checkpoint saved on the device at the end (0: none)
+    resumed_from: int = 0  # seq of the checkpoint training continued from (--resume)
+    store_note: str = ""  # why nothing was saved on the device, if so
 
 
 class TrainingStopped(McutlError):
@@ -142,9 +145,12 @@ def train(
     init_from: np.ndarray | None = None,
     checkpoint_every: float = 60.0,
     link_faults: float = 0.0,
+    resume: bool = False,
 ) -> TrainResult:
     """Train on the device; `progress(done, total, loss)` after every step. ``init_from``:
-    a parameter block to start from (`load_state_file`) instead of the build's. Raises
+    a parameter block to start from (`load_state_file`) instead of the build's;
+    ``resume``: continue from the newest checkpoint in the device's store instead. At the
+    end the device saves its state as a checkpoint (if it has a store). Raises
     TrainingStopped (after saving what the host has) on Ctrl-C, divergence or a lost
     device."""
     info, tm = load_trainable(build)
@@ -165,7 +171,9 @@ def train(
                       link_faults=link_faults) as s:
         check_model(info, s.hello)
         dev = TrainDevice(s.device)
-        dev.reset()
+        resumed = _resume(dev, build) if resume else 0
+        if not resume:
+            dev.reset()
         if init_from is not None:
             dev.set_block(PARAMS, init_from)
         before = evaluate(dev, eq, eval_y, tm.num_classes) if eq is not None else None
@@ -186,12 +194,16 @@ def train(
             seconds = time.perf_counter() - t0
             after = evaluate(dev, eq, eval_y, tm.num_classes) if eq is not None else None
             theta = dev.get_block(PARAMS, n_params)
+            saved, note = _save_on_device(dev)
             stats = dev.stats()
         except (TrainingDivergedError, McutlError, KeyboardInterrupt) as exc:
             if isinstance(exc, TrainingDivergedError | KeyboardInterrupt):
                 # the device still answers: take its newest parameters
                 with contextlib.suppress(McutlError, KeyboardInterrupt):
                     _pull(dev, n_params, have, k)
+            if isinstance(exc, KeyboardInterrupt):  # a good state: keep it on the device too
+                with contextlib.suppress(McutlError, KeyboardInterrupt):
+                    _save_on_device(dev)
             raise _stopped(build, have, k, total, exc) from exc
         retries = s.device.stats.retries
         payload = s.device.payload()
@@ -203,8 +215,31 @@ def train(
         seconds=seconds, samples_per_s=total / max(seconds, 1e-9),
         params={k: v.numpy() for k, v in sd.items()}, stats=stats.__dict__, retries=retries,
         rejected_samples=stats.rejected_samples, rejected_updates=stats.rejected_updates,
-        link_payload=payload,
+        link_payload=payload, checkpoint=saved, resumed_from=resumed, store_note=note,
     )
+
+
+def _resume(dev: TrainDevice, build: Path) -> int:
+    """LOAD the device's newest checkpoint; its seq."""
+    from mcutl.link import protocol as proto
+
+    try:
+        seq, _, _ = dev.load()
+    except proto.DeviceError as exc:
+        raise McutlError(f"--resume: the device has nothing to continue from ({exc.reason}); "
+                         f"train without --resume, or give --init-from a state dict saved "
+                         f"from {build}") from exc
+    return seq
+
+
+def _save_on_device(dev: TrainDevice) -> tuple[int, str]:
+    """SAVE on the device: (seq, "") or (0, why not)."""
+    from mcutl.link import protocol as proto
+
+    try:
+        return dev.save().seq, ""
+    except proto.DeviceError as exc:
+        return 0, exc.reason
 
 
 def _count(rejections: RejectionCounter, res: StepResult) -> None:

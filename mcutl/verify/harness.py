@@ -24,6 +24,7 @@ tensor that differ are named; the result goes to verify.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from mcutl.compile import BuildInfo
 from mcutl.errors import McutlError
 from mcutl.ir.trainable import TrainableModel, restore
 from mcutl.link.session import open_session
-from mcutl.link.trainer import GRADS, PARAMS, TrainDevice, params_crc
+from mcutl.link.trainer import GRADS, OPT_STATE, PARAMS, TrainDevice, params_crc
 from mcutl.ops.f32 import get_float_op
 from mcutl.run import check_model, prepare_inputs
 from mcutl.targets import load_target
@@ -89,6 +90,7 @@ class VerifyReport:
     rejected_samples: int = 0  # the device's guard rejected them (reference agreed)
     rejected_updates: int = 0
     stopped: str | None = None  # why verification stopped early (training diverged)
+    resumed: str | None = None  # --reset-at: how the device came back
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -204,13 +206,18 @@ def verify(
     rounding_jitter: float = 0.0,
     max_rejected: int = DEFAULT_MAX_REJECTED,
     link_faults: float = 0.0,
+    reset_at: int | None = None,
 ) -> VerifyReport:
     """Train ``steps`` samples on the device and check each against the reference.
     ``rounding_jitter`` (tests only) moves the reference's own rounding input by up to
     that many quantisation steps, as another machine's float arithmetic could.
     The device's guard (train.h) is mirrored: the reference skips a sample the device
     rejected and an update the device did not apply, and each such decision must be
-    the reference's own; after ``max_rejected`` rejections in a row it stops."""
+    the reference's own; after ``max_rejected`` rejections in a row it stops.
+    ``reset_at``: before that step the device is killed (no goodbye) and started again;
+    it must come back with its newest checkpoint (the digest it had after that update),
+    the reference takes the same state, and the steps since are replayed (each giving the
+    digest and loss bits it gave the first time)."""
     from mcutl.verify.reference import TorchReference
 
     info, tm = load_trainable(build)
@@ -251,14 +258,27 @@ def verify(
     max_loss = max_grad = 0.0
     flips_total = checked_total = 0
     bound = float(np.float32(opts.get("max_loss", np.inf)))
+    resumed: str | None = None
     rejections = RejectionCounter(max_rejected)
     stopped: str | None = None
     accepted = 0  # samples of the current mini-batch whose gradient the device took
-    with open_session(target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0,
-                      link_faults=link_faults) as s:
-        check_model(info, s.hello)
-        dev = TrainDevice(s.device)
+    if reset_at is not None and port is not None:
+        raise McutlError("--reset-at kills and restarts the device: use it with the host build "
+                         "or --qemu (on a board, press reset and run `mcutl train --resume`)")
+    sessions = contextlib.ExitStack()
+
+    def start() -> tuple[Any, TrainDevice]:
+        sess = sessions.enter_context(open_session(
+            target, elf, qemu=qemu, port=port, baud=baud, timeout=30.0,
+            link_faults=link_faults))
+        check_model(info, sess.hello)
+        return sess, TrainDevice(sess.device)
+
+    at_update: dict[int, tuple[int, int]] = {0: (-1, 0)}  # updates -> (step, digest after it)
+    with sessions:
+        s, dev = start()
         dev.reset()
+        at_update[0] = (-1, dev.digest().crc32)
         theta0 = dev.get_block(PARAMS, n_params)
         for name, off, cnt in layout:
             want = ref.param(name).detach().numpy().reshape(-1)
@@ -268,7 +288,23 @@ def verify(
                          f"{float(np.abs(theta0[off: off + cnt] - want).max()):.3g}): the "
                          "firmware and trainable.npz come from different compiles")
                 break
-        for i in range(len(xq)):
+        i = 0
+        while i < len(xq):
+            if reset_at is not None and i == reset_at:
+                reset_at = None  # once
+                _kill(s)
+                s, dev = start()
+                killed_at = i
+                i, problem = _resumed(dev, ref, opt, layout, n_params, at_update)
+                first = first or problem
+                st0 = dev.stats()
+                resumed = (f"killed before step {killed_at}; it came back with checkpoint "
+                           f"{st0.checkpoint_seq} (update {st0.checkpoint_updates}); steps "
+                           f"{i}..{killed_at - 1} replayed" if i < killed_at else
+                           f"killed before step {killed_at}; it came back with checkpoint "
+                           f"{st0.checkpoint_seq}: nothing lost")
+                accepted = 0
+                continue
             label = int(labels[i])
             dev.sample(xq[i], label)
             update = (i + 1) % batch == 0
@@ -319,11 +355,14 @@ def verify(
                         f" the update, the reference's would {'' if applied else 'not '}be "
                         "finite")
                 opt.zero_grad()
+            digest = dev.digest()
+            if digest.updates not in at_update or at_update[digest.updates][0] >= i:
+                at_update[digest.updates] = (i, digest.crc32)
             rec = StepRecord(
                 step=i, label=label, loss_device=res.loss, loss_device_bits=res.loss_bits,
                 loss_reference=lr_val,
                 loss_rel_err=_loss_err(res.loss, lr_val, loss_floor),
-                digest=dev.digest().crc32, grad_rel_err=grad_errs,
+                digest=digest.crc32, grad_rel_err=grad_errs,
                 grad_tol=grad_tol if grad_errs else 0.0,
                 int8_flips=sum(f.flips for f in flips),
                 flip_max_distance=max((f.max_distance for f in flips), default=0.0),
@@ -331,6 +370,15 @@ def verify(
                     ("sample", res.sample_rejected),
                     ("update", upd is not None and upd.update_rejected)) if bad),
             )
+            if i < len(records):  # a step replayed after a restart: the same as before
+                before = records[i]
+                if first is None and (before.digest, before.loss_device_bits) != (
+                        rec.digest, rec.loss_device_bits):
+                    first = (f"step {i}: replayed after the restart, it gives digest "
+                             f"0x{rec.digest:08x} / loss bits 0x{rec.loss_device_bits:08x}, "
+                             f"the first time 0x{before.digest:08x} / "
+                             f"0x{before.loss_device_bits:08x}")
+                del records[i:]
             flips_total += rec.int8_flips
             checked_total += sum(f.size for f in flips)
             flip_problem = next((f.problem for f in flips if f.problem), None)
@@ -357,6 +405,7 @@ def verify(
             except TrainingDivergedError as exc:
                 stopped = str(exc)
                 break
+            i += 1
         st = dev.stats()
         final = dev.get_block(PARAMS, n_params)
         if params_crc(final) != records[-1].digest:
@@ -368,9 +417,65 @@ def verify(
     report = VerifyReport(str(build), link, records, max_loss, max_grad, first, first is None,
                           stats, retries, flips_total, checked_total,
                           rejected_samples=rejections.samples,
-                          rejected_updates=rejections.updates, stopped=stopped)
+                          rejected_updates=rejections.updates, stopped=stopped,
+                          resumed=resumed)
     (build / "verify.json").write_text(report.to_json())
     return report
+
+
+def _kill(session: Any) -> None:
+    """End the device at once, as a reset or a power cut would (host process or QEMU)."""
+    proc = session.host.proc if session.host is not None else session.qemu.proc
+    proc.kill()
+    proc.wait()
+
+
+def _resumed(dev: TrainDevice, ref: Any, opt: torch.optim.Optimizer,
+             layout: list[tuple[str, int, int]], n_params: int,
+             at_update: dict[int, tuple[int, int]]) -> tuple[int, str | None]:
+    """After a restart: the step to continue from, and a problem if the device did not
+    come back with its newest checkpoint. The reference takes the device's state."""
+    st = dev.stats()
+    digest = dev.digest()
+    u = digest.updates
+    problem = None
+    if u not in at_update:
+        return 0, f"after the restart the device has {u} updates, a state it never had"
+    step, crc = at_update[u]
+    if digest.crc32 != crc:
+        problem = (f"after the restart the device's digest 0x{digest.crc32:08x} is not the "
+                   f"one it had after update {u} (0x{crc:08x})")
+    elif st.checkpoint_seq == 0 and u != 0:
+        problem = "after the restart the device reports no checkpoint but kept its updates"
+    _load(ref, layout, dev.get_block(PARAMS, n_params))
+    _load_optimizer(opt, ref, layout, dev.get_block(OPT_STATE, _state_floats(opt, n_params)),
+                    n_params, u)
+    return step + 1, problem
+
+
+def _state_floats(opt: torch.optim.Optimizer, n_params: int) -> int:
+    return 2 * n_params if isinstance(opt, torch.optim.Adam) else n_params
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, ref: Any, layout: list[tuple[str, int, int]],
+                    state: np.ndarray, n_params: int, updates: int) -> None:
+    """The device's optimizer state (SGD momentum; Adam moments and step) into ``opt``."""
+    opt.zero_grad()
+    opt.state.clear()
+    if updates == 0:
+        return  # nothing accumulated yet: the optimizer starts fresh on both sides
+    for name, off, cnt in layout:
+        p = ref.param(name)
+        if isinstance(opt, torch.optim.Adam):
+            opt.state[p] = {
+                "step": torch.tensor(float(updates)),
+                "exp_avg": torch.from_numpy(state[off: off + cnt].reshape(p.shape).copy()),
+                "exp_avg_sq": torch.from_numpy(
+                    state[n_params + off: n_params + off + cnt].reshape(p.shape).copy()),
+            }
+        else:
+            opt.state[p] = {"momentum_buffer": torch.from_numpy(
+                state[off: off + cnt].reshape(p.shape).copy())}
 
 
 def _sync(dev: TrainDevice, ref: Any, ranges: list[tuple[str, int, int]]) -> None:

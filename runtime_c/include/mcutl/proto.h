@@ -61,6 +61,8 @@ extern "C" {
 #define MCUTL_MSG_RESET 0x17u
 #define MCUTL_MSG_RUN 0x18u
 #define MCUTL_MSG_PROBE 0x19u
+#define MCUTL_MSG_SAVE 0x1Au
+#define MCUTL_MSG_LOAD 0x1Bu
 /* Response type = request type | MCUTL_MSG_RESPONSE_BIT. */
 #define MCUTL_MSG_RESPONSE_BIT 0x80u
 /* Error response (payload: u8 code | u8 request_type | utf-8 reason). */

@@ -70,6 +70,20 @@ void mcutl_train_get_counters(mcutl_train_counters_t *counters);
  */
 int mcutl_infer(float *logits);
 
+/**
+ * Save the learned state (parameters, optimizer state, counters) as a checkpoint in the
+ * firmware's store; the last save survives a reset or a power cut (mcutl/checkpoint.h).
+ * @return MCUTL_CKPT_OK or another MCUTL_CKPT_* status
+ */
+int mcutl_train_save(void);
+
+/**
+ * Load the newest valid checkpoint of this model (the serial firmware does this at
+ * boot; call it after mcutl_train_reset() in your own firmware).
+ * @return MCUTL_CKPT_OK, MCUTL_CKPT_NONE (nothing saved yet) or another status
+ */
+int mcutl_train_load(void);
+
 /** Back to the initial parameters; zero gradients, optimizer state and counters. */
 void mcutl_train_reset(void);
 
