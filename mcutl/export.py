@@ -33,6 +33,7 @@ import jinja2
 from mcutl.compile import BuildInfo, LibraryFile, library_sources
 from mcutl.errors import BuildError, McutlError, ToolMissingError
 from mcutl.paths import TEMPLATES_DIR
+from mcutl.plan.budget import RUNTIME_STATIC_BYTES
 from mcutl.targets import Target, load_target
 from mcutl.toolchain import COMMON_CFLAGS, CORTEXM_CFLAGS, compiler_for, require_tool
 from mcutl.validate import check_output_dir
@@ -215,7 +216,8 @@ def render_readme(info: BuildInfo, plan: dict[str, Any], out: Path, banner: str,
         target=info.target, tree=tree(out), libraries=libraries,
         arch_example=" ".join(arm.cflags), arch_example_target=arm.name,
         common_cflags=" ".join(COMMON_CFLAGS), arena_bytes=int(plan["peak_bytes"]),
-        static_bytes=int(plan["static_bytes"]), stack_text=stack_text)
+        learner_static=int(plan["static_bytes"]) - RUNTIME_STATIC_BYTES,
+        runtime_static=RUNTIME_STATIC_BYTES, stack_text=stack_text)
 
 
 def export_library(build: Path, out: Path, targets: list[str] | None = None) -> Exported:
