@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,6 +59,8 @@ class StaticLibrary:
     text: int
     data: int
     bss: int
+    #: worst-case stack bytes of each C API function (Cortex-M; from GCC's call graph)
+    stack: dict[str, int] = field(default_factory=dict)
 
     @property
     def target_flags(self) -> str:
@@ -127,6 +130,48 @@ def archive_sizes(target: Target, lib: Path) -> tuple[int, int, int]:
     return int(total[0]), int(total[1]), int(total[2])
 
 
+#: The C API (include/mcutl/train.h) whose stack `stack_usage` reports.
+API_FUNCTIONS = ("mcutl_train_step", "mcutl_train_update", "mcutl_infer", "mcutl_train_reset")
+_CI_NODE = re.compile(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes \(([a-z,]+)\)')
+_CI_EDGE = re.compile(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"')
+
+
+def stack_usage(ci_files: list[Path], roots: tuple[str, ...] = API_FUNCTIONS) -> dict[str, int]:
+    """Worst-case stack of each root: the deepest path through the call graph GCC wrote
+    with -fcallgraph-info=su (frames of the library's own functions; calls into libc such
+    as memcpy add their small frames on top). A root that reaches a dynamic frame or an
+    indirect call has no bound and is left out."""
+    frame: dict[str, int] = {}
+    calls: dict[str, set[str]] = {}
+    unbounded: set[str] = {"__indirect_call"}
+    for ci in ci_files:
+        text = ci.read_text()
+        for name, size, kind in _CI_NODE.findall(text):
+            frame[name] = max(frame.get(name, 0), int(size))
+            if kind == "dynamic":
+                unbounded.add(name)
+        for src, dst in _CI_EDGE.findall(text):
+            calls.setdefault(src, set()).add(dst)
+
+    def deepest(fn: str, seen: frozenset[str]) -> int | None:
+        if fn in unbounded or fn in seen:
+            return None  # no bound (dynamic frame, indirect call or recursion)
+        best = 0
+        for callee in calls.get(fn, ()):
+            d = deepest(callee, seen | {fn})
+            if d is None:
+                return None
+            best = max(best, d)
+        return frame.get(fn, 0) + best
+
+    out = {}
+    for root in roots:
+        d = deepest(root, frozenset()) if root in frame else None
+        if d is not None:
+            out[root] = d
+    return out
+
+
 def build_static_library(target: Target, out: Path, files: list[LibraryFile]) -> StaticLibrary:
     """Compile the exported sources (in ``out``) for ``target`` into lib/<target>/libmcutl.a."""
     cc = require_tool(compiler_for(target))
@@ -136,13 +181,15 @@ def build_static_library(target: Target, out: Path, files: list[LibraryFile]) ->
     sources = [out / f.dest for f in files if f.compiled]
     lib = out / "lib" / target.name / LIB_NAME
     lib.parent.mkdir(parents=True, exist_ok=True)
+    # Cortex-M: GCC also writes the call graph with frame sizes (not the code), for the stack
+    graph = [] if target.is_host else ["-fcallgraph-info=su"]
     with tempfile.TemporaryDirectory(prefix="mcutl-lib-") as tmp:
         objs = [Path(tmp) / (str(s.relative_to(out / "src")).replace("/", "__")[:-2] + ".o")
                 for s in sources]
 
         def compile_one(src: Path, obj: Path) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([cc, *flags, *includes, "-c", str(src), "-o", str(obj)],
-                                  capture_output=True, text=True)
+            return subprocess.run([cc, *flags, *graph, *includes, "-c", str(src), "-o", str(obj),
+                                   "-dumpdir", f"{tmp}/"], capture_output=True, text=True)
 
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
             procs = list(pool.map(compile_one, sources, objs))
@@ -152,8 +199,9 @@ def build_static_library(target: Target, out: Path, files: list[LibraryFile]) ->
                                  f"--- {Path(cc).name} said:\n{proc.stderr.strip()[-4000:]}")
         lib.unlink(missing_ok=True)
         subprocess.run([ar, "rcs", str(lib), *map(str, objs)], check=True, capture_output=True)
+        stack = stack_usage(sorted(Path(tmp).glob("*.ci")))
     text, data, bss = archive_sizes(target, lib)
-    return StaticLibrary(target.name, lib, flags, text, data, bss)
+    return StaticLibrary(target.name, lib, flags, text, data, bss, stack)
 
 
 def _sine_rows() -> list[str]:
@@ -192,6 +240,20 @@ def tree(out: Path) -> str:
     return "\n".join(lines)
 
 
+def _stack_text(info: BuildInfo, plan: dict[str, Any], libraries: list[StaticLibrary]) -> str:
+    reserved = plan.get("stack_bytes")
+    text = (f"the mcutl firmware for {info.target} reserves {reserved} B of stack for its "
+            "whole application, serial server included" if reserved else "")
+    measured = next((lib for lib in libraries if lib.stack), None)
+    if measured is None:
+        return (text + "; " if text else "") + ("the learner keeps every buffer in the "
+                                                "arena, its kernels use small frames")
+    calls = ", ".join(f"`{fn}()` {n} B" for fn, n in measured.stack.items())
+    return (f"worst case of the C API on {measured.target}, from GCC's call graph "
+            f"(`-fcallgraph-info=su`): {calls}; add your caller's frames and interrupts"
+            + (f"; {text}" if text else ""))
+
+
 def render_readme(info: BuildInfo, plan: dict[str, Any], out: Path, banner: str,
                   libraries: list[StaticLibrary]) -> str:
     arm = load_target(EXAMPLE_ARM_TARGET)
@@ -201,12 +263,7 @@ def render_readme(info: BuildInfo, plan: dict[str, Any], out: Path, banner: str,
         optimizer += f", lr {opt.get('lr')}, momentum {opt.get('momentum')}"
     elif optimizer == "adam":
         optimizer += f", lr {opt.get('lr')}"
-    stack = plan.get("stack_bytes")
-    stack_text = (f"the mcutl firmware for {info.target} reserves {stack} B for the whole "
-                  "application (serial server included); the learner keeps every buffer in "
-                  "the arena and its kernels use small frames. Measure yours: paint the "
-                  "stack, train a step, look for the high-water mark"
-                  if stack else "a few KiB; measure it on your board")
+    stack_text = _stack_text(info, plan, libraries)
     n_in = math.prod(info.input_shape_nhwc)
     return _env.get_template("lib_README.md.j2").render(
         banner=banner, model_hash=info.model_hash, method=info.method,

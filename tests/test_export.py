@@ -124,6 +124,10 @@ def test_library_and_example_build_for_stm32f746(build: Path, lib: Path, tmp_pat
     # the arena, parameters, gradients and momentum are all there
     assert sec[".bss"] >= plan["peak_bytes"] + 3 * 4 * plan["param_count"]
     assert sec[".text"] > 10_000
+    # the README gives the C API's worst-case stack from GCC's call graph for the M7
+    stack = re.search(r"on stm32f746, .*`mcutl_train_step\(\)` (\d+) B",
+                      (lib / "README.md").read_text())
+    assert stack is not None and 64 <= int(stack[1]) <= 4096
     syms = _run(["arm-none-eabi-nm", str(elf)]).stdout
     for fn in ["mcutl_train_step", "mcutl_infer", "mcutl_sgd_step_f32"]:
         assert f" {fn}\n" in syms, fn
