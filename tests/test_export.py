@@ -58,16 +58,25 @@ def _plan(build: Path) -> dict[str, Any]:
     return json.loads((build / "plan.json").read_text())
 
 
-def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
+def _num(pattern: str, out: str) -> float:
+    m = re.search(pattern, out)
+    assert m is not None, f"{pattern!r} not in:\n{out}"
+    return float(m[1])
+
+
 def _learned(out: str) -> None:
-    before = int(re.search(r"accuracy before: (\d+) %", out)[1])  # type: ignore[index]
-    after = int(re.search(r"accuracy after: (\d+) %", out)[1])  # type: ignore[index]
-    first, last = map(float, re.search(r"loss ([\d.]+) -> ([\d.]+);", out).groups())  # type: ignore[union-attr]
+    """The example's output: accuracy up, the mean loss of the last samples well below the
+    first's."""
+    before = _num(r"accuracy before: (\d+) %", out)
+    after = _num(r"accuracy after: (\d+) %", out)
+    first = _num(r"loss ([\d.]+) ->", out)
+    last = _num(r"-> ([\d.]+);", out)
     assert after > before and after >= 90, out
     assert last < 0.5 * first, out
 
@@ -90,12 +99,12 @@ def test_example_learns_with_the_c_api_on_host(lib: Path, tmp_path: Path) -> Non
     exe = tmp_path / "example"
     _run(["gcc", *STRICT, f"-I{lib / 'include'}", str(lib / "example/main.c"),
           str(lib / "lib/host/libmcutl.a"), "-o", str(exe)])
-    _learned(_run([str(exe)], timeout=60).stdout)
+    _learned(_run([str(exe)]).stdout)
 
 
 def test_makefile_builds_the_library_and_example_from_sources(lib: Path) -> None:
     _run(["make", "-s", "-j2", "-C", str(lib), "example", "CFLAGS=-Werror"])
-    _learned(_run([str(lib / "build/example")], timeout=60).stdout)
+    _learned(_run([str(lib / "build/example")]).stdout)
 
 
 @needs_arm
@@ -193,7 +202,7 @@ def test_library_trains_bit_identically_to_the_host_firmware(build: Path, lib: P
     exe = tmp_path / "check"
     _run(["gcc", *STRICT, f"-DNUM_CLASSES={tm.num_classes}", f"-I{lib / 'include'}",
           str(tmp_path / "check.c"), str(lib / "lib/host/libmcutl.a"), "-o", str(exe)])
-    out = _run([str(exe), str(tmp_path / "samples.bin")], timeout=60).stdout.split("\n")
+    out = _run([str(exe), str(tmp_path / "samples.bin")]).stdout.split("\n")
     lib_steps = [(int(s.split()[1], 16), int(s.split()[2])) for s in out if s.startswith("step")]
     lib_logits = [int(s.split()[1], 16) for s in out if s.startswith("logit")]
     lib_digest = tuple(int(s.split()[1]) for s in out if s.startswith("digest"))
