@@ -494,6 +494,23 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcutl.export import export_library
+
+    with console.status(f"exporting {args.build} as a C library"):
+        res = export_library(Path(args.build), Path(args.lib), args.target)
+    for lib in res.libraries:
+        console.print(f"{lib.path}: {lib.target}, text {lib.text} B, data {lib.data} B, "
+                      f"bss {lib.bss} B", highlight=False)
+    for name, why in res.skipped.items():
+        console.print(f"[yellow]no {name} library:[/] {escape(why)}", highlight=False)
+    console.print(f"[green]exported[/] {len(res.files)} files to {res.out}; see "
+                  f"{res.out / 'README.md'}", highlight=False)
+    return 0
+
+
 def _method_in(argv: list[str]) -> str | None:
     """The value of --method in argv (its options are added to `compile`)."""
     for k, a in enumerate(argv):
@@ -627,6 +644,15 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     where.add_argument("--port")
     tr.add_argument("--baud", type=positive_int, default=115200)
     tr.set_defaults(func=cmd_train)
+
+    ex = sub.add_parser("export", help="the learner of a training build as a C library "
+                        "for your own firmware (sources, Makefile, example, static libraries)")
+    ex.add_argument("build", help="training build folder from `mcutl compile --method ...`")
+    ex.add_argument("--lib", required=True, metavar="DIR", help="folder to write the library to")
+    ex.add_argument("--target", action="append", help="build a static library for this target "
+                    "(repeatable; default: the build's target and host, where a toolchain is "
+                    "installed)")
+    ex.set_defaults(func=cmd_export)
 
     from mcutl.flash import PROBES, parse_frequency
 

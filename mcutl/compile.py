@@ -31,7 +31,7 @@ import numpy as np
 
 from mcutl import __version__
 from mcutl.errors import McutlError
-from mcutl.firmware import runtime_sources
+from mcutl.firmware import PROTO_DIR, runtime_sources
 from mcutl.ir.graph import Graph
 from mcutl.paths import RUNTIME_C
 from mcutl.targets import Target, load_target
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 INT8_DIR = RUNTIME_C / "src" / "int8"
 F32_DIR = RUNTIME_C / "src" / "f32"
 STORE_DIR = RUNTIME_C / "src" / "store"
+LIB_DIR = RUNTIME_C / "lib"
 
 
 class CompileError(McutlError):
@@ -151,6 +152,34 @@ def firmware_spec(gen_dir: Path, name: str, semihosting: bool, training: bool) -
         semihosting=semihosting,
         store=training,
     )
+
+
+@dataclass(frozen=True)
+class LibraryFile:
+    """One file of the exported learner library (`mcutl export --lib`)."""
+
+    src: Path
+    dest: str  # path inside the exported folder
+    compiled: bool  # a .c file compiled into the static library
+
+
+def library_sources(build: Path) -> list[LibraryFile]:
+    """What the learner of a training build needs outside an mcutl firmware: the generated
+    C, the kernels it calls, the protocol buffer helpers and CRC-32 its (unused by the C
+    API) handlers reference, the checkpoint format, weak board and store functions (no
+    store until the user supplies one), and the public headers. The serial
+    server, the app's main() and the board ports are not part of it."""
+    groups: list[tuple[str, list[Path]]] = [
+        ("src/model", [build / "train.c", build / "model_weights.c", build / "model_weights.h"]),
+        ("src/int8", sorted([*INT8_DIR.glob("*.c"), *INT8_DIR.glob("*.h")])),
+        ("src/f32", sorted([*F32_DIR.glob("*.c"), *F32_DIR.glob("*.h")])),
+        ("src/proto", [PROTO_DIR / "frame.c", PROTO_DIR / "crc32.c"]),
+        ("src/store", [STORE_DIR / "checkpoint.c"]),
+        ("src/lib", [LIB_DIR / "mcutl_lib_board.c"]),
+        ("include/mcutl", sorted((RUNTIME_C / "include" / "mcutl").glob("*.h"))),
+    ]
+    return [LibraryFile(p, f"{dest}/{p.name}", p.suffix == ".c")
+            for dest, paths in groups for p in paths]
 
 
 def build_firmwares(target: Target, out: Path, training: bool) -> dict[str, Firmware]:
