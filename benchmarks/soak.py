@@ -7,7 +7,8 @@ or reuses --build DIR), streams the same samples (SAMPLE + STEP, an update every
 the host build and to the QEMU firmware behind a FaultProxy that damages --faults of the
 bytes both ways, and every --every steps reads DIGEST and STATS from both. It passes when
 every digest is equal to the host build's, the stack high-water mark and the arena are
-the same at the end as after the first step (no leak, no growth), and no save failed.
+the same at the end as after the first step and a first SAVE (every code path once: no
+leak, no growth after), and no save failed.
 Prints a table, writes JSON (--out) and soak.png (stack never used, resends and faults
 over the steps) next to it.
 """
@@ -93,6 +94,9 @@ def _stream(s: Session, xq: np.ndarray, y: np.ndarray, every: int,
     for i in range(n):
         dev.sample(xq[i], int(y[i]))
         dev.step()
+        if i == 0:
+            dev.save()  # every code path (step, update, save) has run once: the stack's
+            # high-water mark after this is the reference the last one must equal
         if i == 0 or (i + 1) % every == 0 or i == n - 1:
             st = dev.stats()
             proxy = getattr(s.qemu, "proxy", None)

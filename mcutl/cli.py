@@ -465,6 +465,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         rejected = (f"; the device's guard rejected {res.rejected_samples} samples (loss not "
                     f"finite or above the build's max_loss) and {res.rejected_updates} "
                     "updates (non-finite)")
+    share = (res.rejected_samples + res.rejected_updates) / max(res.samples, 1)
+    if share > 0.1:
+        err_console.print(f"[yellow]warning:[/] the device's guard rejected {100 * share:.0f} % "
+                          "of the steps: this training diverges. Compile with a lower --lr "
+                          "(or raise --max-loss if such losses are expected).", highlight=False)
     kept = (f"; saved on the device as checkpoint {res.checkpoint} (it survives a reset; "
             "continue with --resume)" if res.checkpoint else
             f"; not saved on the device ({res.store_note})")
@@ -472,7 +477,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         kept = f"; continued from the device's checkpoint {res.resumed_from}" + kept
     link = ""
     if res.retries:
-        link = f"; link: {res.retries} resends, frames shrunk to {res.link_payload} B"
+        link = f"; link: {res.retries} resends, frames of {res.link_payload} B at the end"
     console.print(f"trained on {res.samples} samples at {res.samples_per_s:.1f} samples/s; "
                   f"loss {np.mean(ok[:10]):.3f} -> {np.mean(ok[-10:]):.3f}{acc}{rejected}{kept}"
                   f"{link}; "

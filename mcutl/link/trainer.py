@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcutl.errors import McutlError
 from mcutl.link import protocol as proto
 from mcutl.link.client import Device
 
@@ -137,7 +138,12 @@ class TrainDevice:
         return Digest(crc, nbytes, steps, updates)
 
     def stats(self) -> Stats:
-        return Stats(*struct.unpack("<12I", self.device.request(proto.MsgType.STATS)[:48]))
+        resp = self.device.request(proto.MsgType.STATS)
+        if len(resp) < 48:
+            raise McutlError(f"the device's STATS answer has {len(resp)} bytes where this mcutl "
+                             "reads 48: its firmware was built by an older mcutl; compile the "
+                             "build again (and flash it)")
+        return Stats(*struct.unpack("<12I", resp[:48]))
 
     def save(self) -> Checkpoint:
         """SAVE: the learned state as a new checkpoint in the device's store."""
