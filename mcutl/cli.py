@@ -228,7 +228,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             c = compile_model(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
                 input_shape=shape, spec=spec, method=method.name, cut=args.cut,
-                options=options, source_name=str(args.model))
+                options=options, source_name=str(args.model),
+                head_from_classifier={"auto": None, "classifier": True, "new": False}[args.head])
         info, tm = c.info, c.tm
         assert tm is not None
         for note in c.notes:
@@ -561,6 +562,10 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
                    + ". `mcutl compile --method NAME --help` lists its options")
     c.add_argument("--num-classes", type=class_count, help="classes of the new task (training)")
     c.add_argument("--cut", help="node/tensor where the feature extractor ends")
+    c.add_argument("--head", choices=["auto", "classifier", "new"], default="auto",
+                   help="where the trained head starts: the model's own classifier "
+                        "(classifier), a fresh one (new), or the classifier when it has "
+                        "--num-classes outputs (auto, the default)")
     if method is not None and method in METHODS:
         add_method_options(c, METHODS[method])
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])

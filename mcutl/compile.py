@@ -221,10 +221,12 @@ def compile_model(
     cut: str | None = None,
     options: TrainOptions | None = None,
     source_name: str = "",
-    head_from_classifier: bool = False,
+    head_from_classifier: bool | None = False,
 ) -> Compiled:
     """The whole pipeline. ``method`` None: inference of the backbone; else a registered
-    training method (mcutl/methods/) with its ``spec`` (default options if None)."""
+    training method (mcutl/methods/) with its ``spec`` (default options if None).
+    ``head_from_classifier``: start the method's head from the model's own classifier
+    (True: required; None: when it has ``num_classes`` outputs; False: a fresh head)."""
     from mcutl.codegen.backbone import generate_backbone
     from mcutl.fit import fit_default, verified_advice
     from mcutl.plan.budget import (
@@ -265,13 +267,18 @@ def compile_model(
         if spec is None:  # the defaults, or the largest size of the method that fits
             spec, notes = fit_default(graph, method, target, num_classes, options, cut)
         tm = m.build(graph, num_classes, spec, cut)
-        if head_from_classifier:
+        if head_from_classifier is not False:  # True: required; None: when there is one
             head = classifier_head(graph, num_classes)
-            if head is None or not any(n.name == "head" for n in tm.nodes):
+            has_head = any(n.name == "head" for n in tm.nodes)
+            if head_from_classifier and (head is None or not has_head):
                 raise CompileError(
-                    f"--head-from-classifier: the model has no {num_classes}-class linear "
-                    "classifier at its output to start the head from")
-            tm.node("head").params = {"weight": head[0], "bias": head[1]}
+                    f"--head classifier: the model has no {num_classes}-class linear "
+                    "classifier at its output to start the head from; use --head new")
+            if head is not None and has_head:
+                tm.node("head").params = {"weight": head[0], "bias": head[1]}
+                if head_from_classifier is None:
+                    notes.append(f"the head starts from the model's own {num_classes}-class "
+                                 "classifier (--head new: a fresh one)")
         tfl = export_tflite(tm.backbone)
         h = model_hash(tfl, tm, options)
         gen = generate_training(tm, h, target.name, options)
@@ -366,7 +373,7 @@ def compile_training(
     cut: str | None = None,
     options: TrainOptions | None = None,
     source_name: str = "",
-    head_from_classifier: bool = False,
+    head_from_classifier: bool | None = False,
 ) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
     """A firmware that trains with ``method`` (``compile_model`` with a method)."""
     c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
