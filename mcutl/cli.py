@@ -487,6 +487,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcutl.profile import profile
+
+    with console.status(f"profiling {args.build} in QEMU (-icount)"):
+        rep = profile(Path(args.build), steps=args.steps, seed=args.seed)
+    table = Table(title=f"profile {args.build} ({rep.target}, {rep.steps} steps, "
+                        "instructions per step under QEMU -icount)")
+    for col in ("#", "phase", "kernel call", "MACs", "instructions", "instr/MAC", "share"):
+        table.add_column(col, justify="right" if col not in ("phase", "kernel call") else "left")
+    total = rep.total()
+    for r in rep.rows:
+        table.add_row(str(r.index), r.phase, r.what[:70], f"{r.macs:,}",
+                      f"{r.instructions:,.0f}", "-" if r.per_mac is None else f"{r.per_mac:.1f}",
+                      f"{100 * r.instructions / total:.1f} %")
+    console.print(table)
+    parts = [f"{p} {rep.total(p):,.0f} ({100 * rep.total(p) / total:.0f} %, "
+             + (f"{rep.total(p) / rep.macs(p):.1f}/MAC" if rep.macs(p) else "-") + ")"
+             for p in ("forward", "backward", "update")]
+    console.print(f"step: {total:,.0f} instructions = {1e3 * total / rep.clock_hz:.1f} ms at "
+                  f"{rep.clock_hz / 1e6:.0f} MHz (1 instruction per cycle); "
+                  + "; ".join(parts), highlight=False)
+    if args.json:
+        Path(args.json).write_text(rep.to_json())
+        console.print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -663,6 +692,16 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
                     "(repeatable; default: the build's target and host, where a toolchain is "
                     "installed)")
     ex.set_defaults(func=cmd_export)
+
+    pf = sub.add_parser("profile", help="instructions per kernel call of a training step "
+                                        "(QEMU -icount)")
+    pf.add_argument("build")
+    pf.add_argument("--qemu", action="store_true", required=True,
+                    help="run in QEMU under -icount (the only way for now)")
+    pf.add_argument("--steps", type=positive_int, default=4, help="steps averaged")
+    pf.add_argument("--seed", type=int, default=0)
+    pf.add_argument("--json", help="also write the table as JSON")
+    pf.set_defaults(func=cmd_profile)
 
     from mcutl.flash import PROBES, parse_frequency
 

@@ -308,6 +308,10 @@ def compile_model(
     (out / "model.tflite").write_bytes(tfl)
     for name, text in gen.files.items():
         (out / name).write_text(text)
+    if tm is not None:  # the profile variant (`mcutl profile` builds it when asked)
+        (out / "profile").mkdir(exist_ok=True)
+        for name, text in gen.profile_files.items():  # type: ignore[union-attr]
+            (out / "profile" / name).write_text(text)
     if tm is not None:
         np.savez(out / "trainable.npz", **{n: a for n, a in tm.parameters()})
     fws = build_firmwares(target, out, training=tm is not None)

@@ -91,6 +91,7 @@ class MsgType(IntEnum):
     PROBE = 0x19
     SAVE = 0x1A
     LOAD = 0x1B
+    PROFILE = 0x1C  # profile builds only
     FAULT = 0x7E  # unsolicited: the device's fault hook, seq 0xFFFF
     ERROR = 0x7F
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,7 @@ class GeneratedTraining:
     const_bytes: int
     options: TrainOptions
     extra: dict[str, Any] = field(default_factory=dict)
+    profile_files: dict[str, str] = field(default_factory=dict)  # written to BUILD/profile/
 
 
 def plan_step(prog: StepProgram) -> ArenaPlanner:
@@ -91,6 +93,9 @@ def _indexed(calls: list[KernelCall], start: int,
 
 def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
                       options: TrainOptions) -> GeneratedTraining:
+    """The training C of ``tm``, and in ``profile_files`` its profile variant (the same C,
+    plus a tick read after every kernel call and around the optimizer and a PROFILE
+    request: `mcutl profile`) with the calls it times (calls.json)."""
     options.validate()
     prog = build_step(tm)
     ctx = prog.ctx
@@ -137,6 +142,16 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "label_smoothing": repr(float(np.float32(options.label_smoothing))),
         "max_loss": repr(float(np.float32(options.max_loss))),
         "autosave": int(options.autosave),
+        "profile": False,
+        "profile_entries": len(ctx.calls) + 1,
+    }
+    entries = [{"phase": "forward" if k < prog.forward_end else "backward",
+                "what": c.comment, "macs": c.macs} for k, c in enumerate(ctx.calls)]
+    entries.append({"phase": "update", "what": "optimizer over the parameter block",
+                    "macs": 2 * n_params})
+    profile_files = {
+        "train.c": _env.get_template("train.c.j2").render({**values, "profile": True}),
+        "calls.json": json.dumps(entries, indent=0),
     }
     files = {
         "train.c": _env.get_template("train.c.j2").render(values),
@@ -147,4 +162,5 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         files=files, program=prog, plan=planner, param_layout=list(ctx.param_list),
         param_count=n_params, opt_state_count=n_state,
         const_bytes=sum(a.nbytes for a in ctx.consts), options=options,
+        profile_files=profile_files,
     )
