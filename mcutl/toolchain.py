@@ -234,6 +234,73 @@ def _explain_link_failure(target: Target, stderr: str) -> str | None:
     return "\n".join(lines)
 
 
+#: Runtime sources that depend on nothing of a build (no target_config.h, no generated
+#: header): compiled once per compiler, flags and content, and reused by every build.
+SHARED_RUNTIME_DIRS = tuple(RUNTIME_C / "src" / d for d in ("int8", "f32", "proto", "store"))
+
+
+def _shared_runtime(path: Path) -> bool:
+    return any(path.parent == d for d in SHARED_RUNTIME_DIRS)
+
+
+def object_cache_dir() -> Path:
+    """Where compiled runtime objects are kept: $MCUTL_CACHE_DIR, else ~/.cache/mcutl."""
+    root = os.environ.get("MCUTL_CACHE_DIR") or str(Path.home() / ".cache" / "mcutl")
+    return Path(root) / "obj"
+
+
+_compiler_ids: dict[str, str] = {}
+
+
+def _compiler_id(cc: str) -> str:
+    """The compiler's path and version (a new compiler compiles everything again)."""
+    if cc not in _compiler_ids:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        _compiler_ids[cc] = f"{Path(cc).resolve()}\0{out}"
+    return _compiler_ids[cc]
+
+
+def _runtime_headers_digest() -> bytes:
+    h = hashlib.sha256()
+    for p in sorted([*INCLUDE_DIR.rglob("*.h"), *(RUNTIME_C / "src").rglob("*.h")]):
+        h.update(str(p.relative_to(RUNTIME_C)).encode() + b"\0" + p.read_bytes())
+    return h.digest()
+
+
+def compile_shared(cc: str, flags: Sequence[str], sources: Sequence[Path]) -> list[Path]:
+    """Objects of shared runtime sources, from the cache or compiled into it (in parallel);
+    keyed by the compiler, the flags, the source and every runtime header."""
+    if not sources:
+        return []
+    cache = object_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    base = hashlib.sha256()
+    base.update(_compiler_id(cc).encode() + b"\0" + "\0".join(flags).encode())
+    base.update(_runtime_headers_digest())
+    wanted: list[tuple[Path, Path]] = []
+    for src in sources:
+        h = base.copy()
+        h.update(str(src.relative_to(RUNTIME_C)).encode() + b"\0" + src.read_bytes())
+        wanted.append((src, cache / f"{src.stem}-{h.hexdigest()[:24]}.o"))
+
+    def compile_one(src: Path, obj: Path) -> None:
+        tmp = obj.with_name(f"{obj.name}.{os.getpid()}.{id(src)}.tmp")
+        cmd = [cc, *flags, f"-I{INCLUDE_DIR}", "-c", str(src), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise BuildError(f"compiling {src.name} failed\n--- {Path(cc).name} said:\n"
+                             f"{proc.stderr.strip()[-4000:]}")
+        os.replace(tmp, obj)  # atomic: a concurrent build sees the whole object or none
+
+    missing = [(s, o) for s, o in wanted if not o.exists()]
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            for f in [pool.submit(compile_one, s, o) for s, o in missing]:
+                f.result()
+    return [o for _, o in wanted]
+
+
 def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmware:
     """Compile and link spec for target into out_dir/<spec.name>(.elf); cached by build id."""
     cc = require_tool(compiler_for(target))
@@ -262,7 +329,11 @@ def build_firmware(target: Target, spec: FirmwareSpec, out_dir: Path) -> Firmwar
     stamp = out_dir / f"{spec.name}.buildid"
     if not (elf.exists() and stamp.exists() and stamp.read_text() == build_id):
         render_target_files(target, gen_dir, build_id, spec.semihosting)
-        cmd = [cc, *flags, *(f"-I{d}" for d in includes), *map(str, sources), "-o", str(elf)]
+        shared = [p for p in sources if _shared_runtime(p)]
+        objects = compile_shared(cc, flags, shared)
+        own = [p for p in sources if not _shared_runtime(p)]
+        cmd = [cc, *flags, *(f"-I{d}" for d in includes), *map(str, own),
+               *map(str, objects), "-o", str(elf)]
         if not target.is_host:
             cmd += [f"-T{gen_dir / 'linker.ld'}", *CORTEXM_LDFLAGS]
             cmd += [f"-Wl,-Map={out_dir / (spec.name + '.map')}"]
