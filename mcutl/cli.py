@@ -466,6 +466,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         rejected = (f"; the device's guard rejected {res.rejected_samples} samples (loss not "
                     f"finite or above the build's max_loss) and {res.rejected_updates} "
                     "updates (non-finite)")
+    if res.stats.get("save_errors"):
+        err_console.print(f"[yellow]warning:[/] {res.stats['save_errors']} checkpoint saves "
+                          "failed on the device: what it learned since its last good save is "
+                          "lost at a reset. Check its store (flash sectors of [store] in the "
+                          "target.toml, or the mcutl.store file).", highlight=False)
     share = (res.rejected_samples + res.rejected_updates) / max(res.samples, 1)
     if share > 0.1:
         err_console.print(f"[yellow]warning:[/] the device's guard rejected {100 * share:.0f} % "

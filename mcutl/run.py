@@ -15,7 +15,7 @@ from mcutl.errors import McutlError
 from mcutl.ir.layout import from_ir_layout, to_ir_layout
 from mcutl.link import protocol as proto
 from mcutl.link.session import Session, open_session
-from mcutl.targets import load_target
+from mcutl.targets import Target, load_target
 from mcutl.validate import check_batch, source_sample_shape
 
 
@@ -92,6 +92,24 @@ def infer_one(session: Session, sample: np.ndarray, attempts: int = 4) -> tuple[
     raise AssertionError("unreachable")
 
 
+def firmware_for(build: Path, info: BuildInfo, *, qemu: bool,
+                 port: str | None) -> tuple[Target, Path]:
+    """The target and firmware file that run where asked: the host build (default), QEMU
+    or a board (--port); a clear error when the build has no such firmware."""
+    if port is None and not qemu:
+        key, target = "host", load_target("host")
+    else:
+        key, target = ("qemu" if qemu else "board"), load_target(info.target)
+    if key not in info.firmware:
+        where = {"qemu": f"QEMU (target {info.target} has no QEMU model: compile for "
+                         "stm32f405 or mps2_an386)",
+                 "board": f"a board (it was compiled for {info.target}: compile for the "
+                          "board's target)",
+                 "host": "the host (compile it again)"}[key]
+        raise McutlError(f"build {build} has no firmware for {where}")
+    return target, build / info.firmware[key]
+
+
 def run_build(
     build: Path,
     x: np.ndarray,
@@ -105,15 +123,7 @@ def run_build(
 ) -> RunResult:
     info = BuildInfo.load(build)
     q = prepare_inputs(info, x, what, check_range=True)
-    if port is None and not qemu:
-        target = load_target("host")
-        elf = build / info.firmware["host"]
-    else:
-        target = load_target(info.target)
-        key = "qemu" if qemu else "board"
-        if key not in info.firmware:
-            raise McutlError(f"build {build} has no {key} firmware for {info.target}")
-        elf = build / info.firmware[key]
+    target, elf = firmware_for(build, info, qemu=qemu, port=port)
     outs: list[np.ndarray] = []
     ticks: list[int] = []
     out_shape = tuple(info.output_shape_nhwc)

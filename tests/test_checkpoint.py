@@ -178,14 +178,16 @@ def test_train_resume_continues_from_the_device(host_build: Path, tmp_path: Path
     assert main([*base, "--resume"]) == 2
     assert "nothing to continue from" in capsys.readouterr().err
     assert main([*base, "--save", str(tmp_path / "a.pt")]) == 0
-    assert "saved on the device as checkpoint 1" in capsys.readouterr().out
+    # checkpoint 1: this run's start (a reset before the first autosave comes back to it,
+    # not to an earlier run's state); 2: its end
+    assert "saved on the device as checkpoint 2" in capsys.readouterr().out
     with open_session(load_target("host"), _firmware(host_build)) as s:
         d = TrainDevice(s.device).digest()
         s.finish(0)
     assert (d.steps, d.updates) == (12, 12)  # the boot loaded what train saved
     assert main([*base, "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "continued from the device's checkpoint 1" in out and "checkpoint 2" in out
+    assert "continued from the device's checkpoint 2" in out and "checkpoint 3" in out
     with open_session(load_target("host"), _firmware(host_build)) as s:
         resp = s.device.request(proto.MsgType.DIGEST)
         s.finish(0)
@@ -200,3 +202,21 @@ def test_board_firmware_keeps_code_out_of_the_store_sectors(f405_build: Path) ->
     assert "#define MCUTL_STORE_SLOT1_ADDR 0x080E0000u" in config
     qemu_ld = (f405_build / "firmware-qemu.gen" / "linker.ld").read_text()
     assert "LENGTH = 1048576" in qemu_ld  # QEMU keeps its slots in a file
+
+
+@pytest.mark.host
+def test_verify_reset_at_ignores_an_earlier_run_s_checkpoint(f405_build: Path) -> None:
+    """A kill before this run's first autosave comes back to this run's start, not to the
+    newest checkpoint an earlier run left in the store."""
+    assert verify(f405_build, steps=12).passed  # leaves checkpoints of 12 updates
+    rep = verify(f405_build, steps=8, reset_at=3)
+    assert rep.passed, rep.first_mismatch
+    assert rep.resumed is not None and "steps 0..2 replayed" in rep.resumed
+
+
+@pytest.mark.host
+def test_reset_at_must_fall_inside_the_run(f405_build: Path) -> None:
+    from mcutl.errors import McutlError
+
+    with pytest.raises(McutlError, match="--reset-at 10: give a step between 1 and 4"):
+        verify(f405_build, steps=5, reset_at=10)

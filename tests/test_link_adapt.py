@@ -132,3 +132,80 @@ def test_cli_train_completes_through_two_percent_faults(train_build,  # noqa: F8
     noisy = torch.load(tmp_path / "qemu.pt")
     assert host.keys() == noisy.keys()
     assert all(torch.equal(host[k], noisy[k]) for k in host)  # bit-identical through noise
+
+
+class _SlowRunLink:
+    """A device whose RUN chunks answer in a millisecond, except the one that completes
+    the input, which runs a 1.5 s model first."""
+
+    INPUT = 4000
+
+    def __init__(self) -> None:
+        import struct as _s
+
+        self._s = _s
+        self.buf = bytearray()
+        self.pending: list[tuple[float, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        while (i := self.buf.find(0)) >= 0:
+            raw = bytes(self.buf[:i])
+            del self.buf[: i + 1]
+            if not raw:
+                continue
+            f = proto.decode_frame(raw)
+            (off,) = self._s.unpack_from("<I", f.payload)
+            done = off + len(f.payload) - 4 == self.INPUT
+            start = max([t for t, _ in self.pending] + [time.monotonic()])
+            body = self._s.pack("<I", 7) + (b"\x01" * 10 if done else b"")
+            self.pending.append((start + (1.5 if done else 0.001),
+                                 proto.encode_frame(proto.response_type(f.type), f.seq, body)))
+
+    def read_some(self, timeout: float) -> bytes:
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            ready = [p for p in self.pending if p[0] <= now]
+            if ready:
+                self.pending = [p for p in self.pending if p[0] > now]
+                return b"".join(b for _, b in ready)
+            if now >= end:
+                return b""
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_request_that_must_not_be_resent_keeps_the_full_wait() -> None:
+    """RUN's fast chunks must not teach the link a timeout that ends the slow, completing
+    chunk (which must not be resent)."""
+    from types import SimpleNamespace
+
+    from mcutl.run import infer_one
+
+    dev = Device(_SlowRunLink(), timeout=5.0, retries=LINK_RETRIES, backoff=1.5,  # type: ignore[arg-type]
+                 silence=10.0, adaptive=True)
+    out, ticks = infer_one(SimpleNamespace(device=dev), np.zeros(_SlowRunLink.INPUT, np.int8))  # type: ignore[arg-type]
+    assert ticks == 7 and out == b"\x01" * 10
+    assert dev.stats.retries == 0
+
+
+@pytest.mark.host
+def test_host_firmware_runs_in_its_own_session(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to mcutl's process group only: the firmware lives on until
+    mcutl has pulled and saved what it learned."""
+    import os
+
+    from mcutl.firmware import build_base
+    from mcutl.link.transport import ProcessTransport
+    from mcutl.targets import load_target
+
+    fw = build_base(load_target("host"), tmp_path / "base")
+    t = ProcessTransport([str(fw.elf)])
+    try:
+        assert os.getsid(t.proc.pid) != os.getsid(0)
+        assert os.getpgid(t.proc.pid) != os.getpgid(0)
+    finally:
+        t.close()

@@ -284,8 +284,10 @@ class Device:
         LinkClosedError.
         """
         if timeout is None:
-            timeout = (self.latency.timeout(msg_type, self.timeout) if self.adaptive
-                       else self.timeout)
+            # a request that must not be resent keeps the full wait: a short one would end
+            # it (RUN: the chunk that completes the input runs the whole model)
+            learn = self.adaptive and msg_type not in self.repeat_unsafe
+            timeout = self.latency.timeout(msg_type, self.timeout) if learn else self.timeout
         retries = self.retries if retries is None else retries
         self.stats.requests += 1
         started = time.monotonic()
@@ -402,7 +404,9 @@ class Device:
             return
         now = time.monotonic()
         quiet = now - max(started, self._last_rx)
-        if quiet < max(self.silence, 2.0 * first_wait):
+        # a device busy for longer than it ever was (a first step, a save) is not silent
+        slowest = max(self.latency.slowest.values(), default=0.0)
+        if quiet < max(self.silence, 2.0 * first_wait, 3.0 * slowest):
             return
         self._flush_next = True
         self.quality.record(attempt + 1, 0)

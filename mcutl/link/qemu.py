@@ -132,6 +132,7 @@ class QemuSession:
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
                 cwd=self.cwd,
+                start_new_session=True,  # Ctrl-C reaches mcutl, which saves, then stops QEMU
             )
             try:
                 self.transport = self._connect(port)

@@ -103,9 +103,11 @@ class ProcessTransport(Transport):
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
+        # its own process group: a terminal's Ctrl-C reaches mcutl, which then still
+        # talks to the firmware (pulls and saves what it learned) before closing it
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env,
+            env=env, start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in = self.proc.stdin

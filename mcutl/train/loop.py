@@ -22,8 +22,7 @@ import torch
 from mcutl.errors import McutlError
 from mcutl.link.session import open_session
 from mcutl.link.trainer import PARAMS, StepResult, TrainDevice
-from mcutl.run import check_model, prepare_inputs
-from mcutl.targets import load_target
+from mcutl.run import check_model, firmware_for, prepare_inputs
 from mcutl.train.guard import DEFAULT_MAX_REJECTED, RejectionCounter, TrainingDivergedError
 from mcutl.validate import check_train_call
 from mcutl.verify.harness import _param_layout, load_trainable
@@ -65,6 +64,7 @@ class _Progress:
     theta: np.ndarray | None = None
     theta_at: int = 0  # samples trained when theta was pulled
     pulled_at: float = 0.0  # time.monotonic() of that pull
+    device_checkpoint: int = 0  # seq of a checkpoint the device saved as training stopped
 
 
 def evaluate(dev: TrainDevice, xq: np.ndarray, y: np.ndarray, num_classes: int) -> float:
@@ -157,11 +157,7 @@ def train(
     y, eval_y = check_train_call(info, x, y, eval_x, eval_y, tm.num_classes, epochs, batch)
     xq = prepare_inputs(info, x)
     eq = prepare_inputs(info, eval_x) if eval_x is not None else None
-    if port is None and not qemu:
-        target, elf = load_target("host"), build / info.firmware["host"]
-    else:
-        target = load_target(info.target)
-        elf = build / info.firmware["qemu" if qemu else "board"]
+    target, elf = firmware_for(build, info, qemu=qemu, port=port)
     n_params = sum(p["count"] for p in _param_layout(build))
     rng = np.random.default_rng(seed)
     total = epochs * len(xq)
@@ -174,6 +170,9 @@ def train(
         resumed = _resume(dev, build) if resume else 0
         if not resume:
             dev.reset()
+            # this run's start is the newest checkpoint: a reset before the first autosave
+            # comes back here, not to an earlier run's state
+            _save_on_device(dev)
         if init_from is not None:
             dev.set_block(PARAMS, init_from)
         before = evaluate(dev, eq, eval_y, tm.num_classes) if eq is not None else None
@@ -190,7 +189,7 @@ def train(
                     if progress is not None:
                         progress(k, total, res.loss)
                     if time.perf_counter() - have.pulled_at >= checkpoint_every:
-                        _pull(dev, n_params, have, k)
+                        _pull(dev, n_params, have)
             seconds = time.perf_counter() - t0
             after = evaluate(dev, eq, eval_y, tm.num_classes) if eq is not None else None
             theta = dev.get_block(PARAMS, n_params)
@@ -200,11 +199,11 @@ def train(
             if isinstance(exc, TrainingDivergedError | KeyboardInterrupt):
                 # the device still answers: take its newest parameters
                 with contextlib.suppress(McutlError, KeyboardInterrupt):
-                    _pull(dev, n_params, have, k)
+                    _pull(dev, n_params, have)
             if isinstance(exc, KeyboardInterrupt):  # a good state: keep it on the device too
                 with contextlib.suppress(McutlError, KeyboardInterrupt):
-                    _save_on_device(dev)
-            raise _stopped(build, have, k, total, exc) from exc
+                    have.device_checkpoint = _save_on_device(dev)[0]
+            raise _stopped(build, have, total, exc) from exc
         retries = s.device.stats.retries
         payload = s.device.payload()
         if qemu or target.is_host:
@@ -251,16 +250,16 @@ def _count(rejections: RejectionCounter, res: StepResult) -> None:
         rejections.update_applied()
 
 
-def _pull(dev: TrainDevice, n_params: int, have: _Progress, at: int) -> None:
+def _pull(dev: TrainDevice, n_params: int, have: _Progress) -> None:
     have.theta = dev.get_block(PARAMS, n_params)
-    have.theta_at = at
+    have.theta_at = len(have.losses)
     have.pulled_at = time.perf_counter()
 
 
-def _stopped(build: Path, have: _Progress, done: int, total: int,
-             exc: BaseException) -> TrainingStopped:
+def _stopped(build: Path, have: _Progress, total: int, exc: BaseException) -> TrainingStopped:
     """Save what the host has (newest parameters, losses, plot); the error to raise."""
     why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    done = len(have.losses)  # samples the device answered
     saved = []
     losses_path = build / "train_losses.json"
     losses_path.write_text(json.dumps([float(v) for v in have.losses]))
@@ -274,6 +273,9 @@ def _stopped(build: Path, have: _Progress, done: int, total: int,
                   f"--init-from {path}` (the optimizer's momentum starts again).")
     else:
         saved.append("no parameters (none were pulled before it stopped)")
+    if have.device_checkpoint:
+        saved.append(f"and the device saved its state as checkpoint {have.device_checkpoint} "
+                     "(`mcutl train --resume` continues from it)")
     return TrainingStopped(f"training stopped after {done} of {total} samples: {why}. "
                            f"Saved {'; '.join(saved)}.{resume}",
                            interrupted=isinstance(exc, KeyboardInterrupt))

@@ -38,11 +38,11 @@ import torch
 from mcutl.compile import BuildInfo
 from mcutl.errors import McutlError
 from mcutl.ir.trainable import TrainableModel, restore
+from mcutl.link import protocol as proto
 from mcutl.link.session import open_session
 from mcutl.link.trainer import GRADS, OPT_STATE, PARAMS, TrainDevice, params_crc
 from mcutl.ops.f32 import get_float_op
-from mcutl.run import check_model, prepare_inputs
-from mcutl.targets import load_target
+from mcutl.run import check_model, firmware_for, prepare_inputs
 from mcutl.train.guard import (
     DEFAULT_MAX_REJECTED,
     RejectionCounter,
@@ -247,12 +247,8 @@ def verify(
                    if get_float_op(n.op, n).backbone_param for k in n.params}
     synced = [(name, off, cnt) for name, off, cnt in layout if name in requantised]
     n_params = sum(c for _, _, c in layout)
-    if port is None and not qemu:
-        target, elf, link = load_target("host"), build / info.firmware["host"], "host"
-    else:
-        target = load_target(info.target)
-        elf = build / info.firmware["qemu" if qemu else "board"]
-        link = "qemu" if qemu else str(port)
+    target, elf = firmware_for(build, info, qemu=qemu, port=port)
+    link = "host" if port is None and not qemu else ("qemu" if qemu else str(port))
     records: list[StepRecord] = []
     first: str | None = None  # the first mismatch, named
     max_loss = max_grad = 0.0
@@ -262,6 +258,9 @@ def verify(
     rejections = RejectionCounter(max_rejected)
     stopped: str | None = None
     accepted = 0  # samples of the current mini-batch whose gradient the device took
+    if reset_at is not None and not 0 < reset_at < len(xq):
+        raise McutlError(f"--reset-at {reset_at}: give a step between 1 and {len(xq) - 1} "
+                         f"(verify runs {len(xq)} steps), or raise --steps")
     if reset_at is not None and port is not None:
         raise McutlError("--reset-at kills and restarts the device: use it with the host build "
                          "or --qemu (on a board, press reset and run `mcutl train --resume`)")
@@ -279,6 +278,12 @@ def verify(
         s, dev = start()
         dev.reset()
         at_update[0] = (-1, dev.digest().crc32)
+        if reset_at is not None:
+            try:  # this run's start is the newest checkpoint, not an earlier run's state
+                dev.save()
+            except proto.DeviceError as exc:
+                raise McutlError(f"--reset-at needs a device that keeps checkpoints: "
+                                 f"{exc.reason}") from exc
         theta0 = dev.get_block(PARAMS, n_params)
         for name, off, cnt in layout:
             want = ref.param(name).detach().numpy().reshape(-1)

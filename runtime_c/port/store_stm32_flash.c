@@ -114,6 +114,7 @@ int mcutl_store_write(uint32_t slot, uint32_t offset, const void *data, uint32_t
         uint32_t word;
         memcpy(&word, src + i, sizeof word);
         *(volatile uint32_t *)(slot_addr[slot] + offset + i) = word;
+        __asm__ volatile("dsb" ::: "memory"); /* the write reaches the flash before BSY is read */
         rc = wait_ready();
     }
     FLASH_CR = CR_LOCK;

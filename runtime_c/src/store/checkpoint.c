@@ -88,6 +88,9 @@ int mcutl_ckpt_save(const uint8_t key[MCUTL_CKPT_KEY_BYTES], const mcutl_ckpt_pa
         return MCUTL_CKPT_TOO_BIG;
     }
     if (newest(key, bytes, &last)) {
+        if (last.seq == 0xFFFFFFFFu) {
+            return MCUTL_CKPT_IO; /* 4e9 saves: beyond the endurance of any flash */
+        }
         slot = 1u - last.slot;
         seq = last.seq + 1u;
     } else {
