@@ -428,6 +428,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "--holdout")
     order = np.random.default_rng(args.seed).permutation(len(x))
     ev, tr = order[:n_eval], order[n_eval:]
+    total_updates = -(-args.epochs * len(tr) // args.batch)
     torch.set_num_threads(1)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[rate]:.1f} samples/s  loss {task.fields[loss]:.4f}"),
@@ -448,7 +449,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         eval_x=x[ev] if n_eval else None, eval_y=y[ev] if n_eval else None,
                         qemu=args.qemu, port=args.port, baud=args.baud, seed=args.seed,
                         progress=progress, max_rejected=args.max_rejected,
-                        init_from=init, link_faults=args.link_faults, resume=args.resume)
+                        init_from=init, link_faults=args.link_faults, resume=args.resume,
+                        recipe=_recipe(args, info, total_updates))
         except TrainingStopped as exc:
             bar.stop()
             err_console.print(f"[red]error:[/] {exc}", highlight=False)
@@ -519,6 +521,32 @@ def cmd_profile(args: argparse.Namespace) -> int:
         Path(args.json).write_text(rep.to_json())
         console.print(f"wrote {args.json}")
     return 0
+
+
+_RECIPE_FLAGS = ("lr", "momentum", "weight_decay", "schedule", "warmup", "period", "gamma",
+                 "clip", "sum")
+
+
+def _recipe(args: argparse.Namespace, info: Any, total_updates: int) -> Any:
+    """The recipe `train` sends (CONFIG): the build's defaults with the options given;
+    None when none is given (the device keeps its own, or its checkpoint's)."""
+    from mcutl.train.recipe import Recipe
+
+    if all(getattr(args, k) in (None, False) for k in _RECIPE_FLAGS):
+        return None
+    base = Recipe.from_options(info.training["options"])
+    given = {k: getattr(args, k) for k in ("lr", "momentum", "weight_decay", "schedule",
+                                           "warmup", "period", "gamma")
+             if getattr(args, k) is not None}
+    if args.clip is not None:
+        given["clip_norm"] = args.clip
+    if args.sum:
+        given["average"] = False
+    if given.get("schedule") == "cosine" and "period" not in given:
+        given["period"] = max(1, total_updates)  # decay over this run
+    recipe = dataclasses.replace(base, **given)
+    recipe.check()
+    return recipe
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
@@ -670,6 +698,22 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     tr.add_argument("--holdout", type=fraction(), default=0.2,
                     help="fraction kept out of training to measure accuracy (default 0.2)")
     tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
+    rg = tr.add_argument_group("training recipe (sent to the device: no recompile; default: "
+                               "the build's options)")
+    rg.add_argument("--lr", type=positive_float, help="base learning rate")
+    rg.add_argument("--momentum", type=fraction(), help="SGD momentum, 0 <= m < 1")
+    rg.add_argument("--weight-decay", type=float, help="L2 coefficient, >= 0")
+    rg.add_argument("--schedule", choices=["constant", "step", "cosine"],
+                    help="learning-rate schedule over the updates (cosine: decays to "
+                         "--gamma x lr over the run unless --period is given)")
+    rg.add_argument("--warmup", type=int_at_least(0), help="updates of linear warm-up")
+    rg.add_argument("--period", type=int_at_least(1),
+                    help="step: updates between decays; cosine: updates to decay over")
+    rg.add_argument("--gamma", type=fraction(hi_open=False),
+                    help="step: decay factor; cosine: final fraction of lr")
+    rg.add_argument("--clip", type=float, help="clip the gradient's L2 norm to this (0: off)")
+    rg.add_argument("--sum", action="store_true",
+                    help="sum a mini-batch's gradients instead of averaging them")
     tr.add_argument("--resume", action="store_true",
                     help="continue from the newest checkpoint saved on the device (it saves "
                          "at the end of every train, and every --autosave updates)")

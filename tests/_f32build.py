@@ -251,6 +251,7 @@ class F32Lib:
             "mcutl_logf": (_f32, [_f32]),
             "mcutl_log1pf": (_f32, [_f32]),
             "mcutl_sqrtf": (_f32, [_f32]),
+            "mcutl_cosf_pi": (_f32, [_f32]),
             "mcutl_test_expf": (None, [_pf, _i32, _pf]),
             "mcutl_test_logf": (None, [_pf, _i32, _pf]),
             "mcutl_test_log1pf": (None, [_pf, _i32, _pf]),

@@ -63,7 +63,8 @@ def test_a_power_cut_during_a_write_leaves_a_valid_checkpoint(host_build: Path,
     fw = _firmware(host_build)
     info = BuildInfo.load(host_build)
     xq, y = random_samples(info, 6, seed=4)
-    payload = 4 * (2 * int(info.training["param_count"])) + 8  # params, momentum, counters
+    # params, momentum, the two counters, the 36-byte recipe
+    payload = 4 * (2 * int(info.training["param_count"])) + 8 + 36
     save_bytes = 2 * (32 + payload)  # erase (0xFF) + payload + header
     rng = random.Random(7)
     outcomes = {"old": 0, "new": 0}

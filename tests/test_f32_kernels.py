@@ -1116,3 +1116,12 @@ def test_step_finite_guard_agrees_with_the_step(lib: F32Lib, opt: str) -> None:
         assert st_ == (0 if finite else 1), (opt, lr)
         seen.add(st_)
     assert seen == {0, 1}  # both outcomes were exercised
+
+
+def test_cosf_pi_is_accurate_over_its_range(lib: F32Lib) -> None:
+    """The cosine schedule's cos: within 2e-7 of cos over [-pi, pi], -1 past pi."""
+    xs = np.linspace(-np.pi, np.pi, 20001, dtype=np.float32)
+    got = np.array([lib.lib.mcutl_cosf_pi(float(x)) for x in xs], np.float64)
+    assert np.abs(got - np.cos(xs.astype(np.float64))).max() < 2e-7
+    assert lib.lib.mcutl_cosf_pi(0.0) == 1.0 and lib.lib.mcutl_cosf_pi(4.0) == -1.0
+    assert np.isnan(lib.lib.mcutl_cosf_pi(float("nan")))

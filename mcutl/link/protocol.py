@@ -92,6 +92,7 @@ class MsgType(IntEnum):
     SAVE = 0x1A
     LOAD = 0x1B
     PROFILE = 0x1C  # profile builds only
+    CONFIG = 0x1D
     FAULT = 0x7E  # unsolicited: the device's fault hook, seq 0xFFFF
     ERROR = 0x7F
 

@@ -12,6 +12,7 @@ import numpy as np
 from mcutl.errors import McutlError
 from mcutl.link import protocol as proto
 from mcutl.link.client import Device
+from mcutl.train.recipe import Recipe
 
 PARAMS, GRADS, OPT_STATE = 0, 1, 2
 FLAG_UPDATE = 1  # apply the optimizer after this sample
@@ -29,6 +30,8 @@ class StepResult:
     steps: int
     ticks: int
     outcome: int  # UPDATED | SAMPLE_REJECTED | UPDATE_REJECTED bits
+    lr: float = 0.0  # the learning rate of the last update (the schedule's)
+    scale: float = 0.0  # the factor its gradient was scaled by (mean, clipping)
 
     @property
     def updated(self) -> bool:
@@ -108,7 +111,13 @@ class TrainDevice:
         resp = self.device.request(proto.MsgType.STEP, struct.pack("<IB", self._step_id, flags))
         loss_bits, steps, ticks, outcome = struct.unpack("<IIIB", resp[:13])
         (loss,) = struct.unpack("<f", struct.pack("<I", loss_bits))
-        return StepResult(loss, loss_bits, steps, ticks, outcome)
+        lr, scale = struct.unpack("<ff", resp[13:21]) if len(resp) >= 21 else (0.0, 0.0)
+        return StepResult(loss, loss_bits, steps, ticks, outcome, lr, scale)
+
+    def configure(self, recipe: Recipe | None = None) -> Recipe:
+        """CONFIG: set the recipe (None: only read it); the recipe in force."""
+        payload = recipe.pack() if recipe is not None else b""
+        return Recipe.unpack(self.device.request(proto.MsgType.CONFIG, payload))
 
     def infer(self, num_classes: int) -> np.ndarray:
         resp = self.device.request(proto.MsgType.INFER)

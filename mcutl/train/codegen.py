@@ -16,6 +16,7 @@ from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.lifetimes import plan_buffers
+from mcutl.train.recipe import SCHEDULES
 from mcutl.train.step import StepProgram, build_step
 from mcutl.validate import InputError
 
@@ -42,6 +43,13 @@ class TrainOptions:
     max_loss: float = 100.0
     # a checkpoint in the firmware's store every this many updates (0: only on SAVE)
     autosave: int = 100
+    # the recipe's defaults (train.h mcutl_train_config_t; CONFIG changes them at run time)
+    schedule: str = "constant"  # "constant" | "step" | "cosine"
+    warmup: int = 0  # updates of linear warm-up
+    period: int = 1  # step: updates between decays; cosine: updates to decay over
+    gamma: float = 0.1  # step: decay factor; cosine: final fraction of lr
+    clip_norm: float = 0.0  # 0: off
+    average: bool = True  # the mean of a mini-batch's gradients (False: their sum)
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -59,6 +67,13 @@ class TrainOptions:
             raise InputError(f"autosave must be an integer >= 0, got {self.autosave}")
         if not 0 < self.max_loss < 3.4e38:
             raise InputError(f"max_loss must be a finite number > 0, got {self.max_loss}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if not (self.period >= 1 and self.warmup >= 0 and 0 <= self.gamma <= 1
+                and 0 <= self.clip_norm < 3.4e38):
+            raise InputError(f"period >= 1, warmup >= 0, 0 <= gamma <= 1 and clip_norm >= 0 "
+                             f"are needed, got {self.period}, {self.warmup}, {self.gamma}, "
+                             f"{self.clip_norm}")
 
 
 @dataclass
@@ -141,6 +156,12 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "eps": repr(float(np.float32(options.eps))),
         "label_smoothing": repr(float(np.float32(options.label_smoothing))),
         "max_loss": repr(float(np.float32(options.max_loss))),
+        "schedule": SCHEDULES.index(options.schedule),
+        "warmup": int(options.warmup),
+        "period": int(options.period),
+        "gamma": repr(float(np.float32(options.gamma))),
+        "clip_norm": repr(float(np.float32(options.clip_norm))),
+        "average": int(bool(options.average)),
         "autosave": int(options.autosave),
         "profile": False,
         "profile_entries": len(ctx.calls) + 1,

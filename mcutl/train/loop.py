@@ -24,6 +24,7 @@ from mcutl.link.session import open_session
 from mcutl.link.trainer import PARAMS, StepResult, TrainDevice
 from mcutl.run import check_model, firmware_for, prepare_inputs
 from mcutl.train.guard import DEFAULT_MAX_REJECTED, RejectionCounter, TrainingDivergedError
+from mcutl.train.recipe import Recipe
 from mcutl.validate import check_train_call
 from mcutl.verify.harness import _param_layout, load_trainable
 
@@ -146,10 +147,13 @@ def train(
     checkpoint_every: float = 60.0,
     link_faults: float = 0.0,
     resume: bool = False,
+    recipe: Recipe | None = None,
 ) -> TrainResult:
     """Train on the device; `progress(done, total, loss)` after every step. ``init_from``:
     a parameter block to start from (`load_state_file`) instead of the build's;
-    ``resume``: continue from the newest checkpoint in the device's store instead. At the
+    ``resume``: continue from the newest checkpoint in the device's store instead;
+    ``recipe``: the learning rate, schedule, mean or sum, clipping to train with (CONFIG;
+    None: the build's defaults, or the checkpoint's when resuming). At the
     end the device saves its state as a checkpoint (if it has a store). Raises
     TrainingStopped (after saving what the host has) on Ctrl-C, divergence or a lost
     device."""
@@ -175,6 +179,8 @@ def train(
             _save_on_device(dev)
         if init_from is not None:
             dev.set_block(PARAMS, init_from)
+        if recipe is not None:
+            dev.configure(recipe)
         before = evaluate(dev, eq, eval_y, tm.num_classes) if eq is not None else None
         t0 = have.pulled_at = time.perf_counter()
         k = 0

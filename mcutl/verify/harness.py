@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,7 @@ from mcutl.train.guard import (
     guarded_step,
     loss_ok,
 )
+from mcutl.train.recipe import Recipe
 from mcutl.validate import check_verify_call
 from mcutl.verify.flips import DEFAULT_MARGIN, DEFAULT_MAX_FRACTION, FlipCheck, check_flips
 
@@ -207,6 +209,7 @@ def verify(
     max_rejected: int = DEFAULT_MAX_REJECTED,
     link_faults: float = 0.0,
     reset_at: int | None = None,
+    recipe: Recipe | None = None,
 ) -> VerifyReport:
     """Train ``steps`` samples on the device and check each against the reference.
     ``rounding_jitter`` (tests only) moves the reference's own rounding input by up to
@@ -229,16 +232,18 @@ def verify(
         xq = prepare_inputs(info, x)[:steps]
         labels = np.asarray(labels)[:steps]
     opts = info.training["options"]
+    configure = recipe is not None  # else the build's defaults, which the device starts with
+    recipe = recipe if recipe is not None else Recipe.from_options(opts)
     ref = TorchReference(tm, rounding_jitter=rounding_jitter, seed=seed)
     points = _probe_points(build)
     loss_floor = loss_atol / loss_rtol
     params = [p for _, p in ref.named_trainable()]
     if opts["optimizer"] == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=opts["lr"], momentum=opts["momentum"], weight_decay=opts["weight_decay"])
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     else:
-        opt = torch.optim.Adam(params, lr=opts["lr"], betas=(opts["beta1"], opts["beta2"]),
-                               eps=opts["eps"], weight_decay=opts["weight_decay"])
+        opt = torch.optim.Adam(params, lr=recipe.lr, betas=(opts["beta1"], opts["beta2"]),
+                               eps=opts["eps"], weight_decay=recipe.weight_decay)
     layout = [(p["name"], p["offset"], p["count"]) for p in _param_layout(build)]
     # parameters the device requantises into its int8 kernels (trained biases): the
     # reference takes the device's values before every step, as it takes the int8 values
@@ -258,6 +263,7 @@ def verify(
     rejections = RejectionCounter(max_rejected)
     stopped: str | None = None
     accepted = 0  # samples of the current mini-batch whose gradient the device took
+    applied_updates = 0  # the device's update count t (the schedule's argument)
     if reset_at is not None and not 0 < reset_at < len(xq):
         raise McutlError(f"--reset-at {reset_at}: give a step between 1 and {len(xq) - 1} "
                          f"(verify runs {len(xq)} steps), or raise --steps")
@@ -277,6 +283,8 @@ def verify(
     with sessions:
         s, dev = start()
         dev.reset()
+        if configure:
+            dev.configure(recipe)
         at_update[0] = (-1, dev.digest().crc32)
         if reset_at is not None:
             try:  # this run's start is the newest checkpoint, not an earlier run's state
@@ -352,8 +360,12 @@ def verify(
                 if upd.updated or upd.update_rejected:
                     guard = guard or f"step {i}: the device updated without a gradient"
             elif update and upd is not None:
+                recipe_problem = _apply_recipe(opt, upd.lr, upd.scale, recipe, applied_updates,
+                                               accepted, i)
+                guard = guard or recipe_problem
                 accepted = 0
                 applied = guarded_step(opt)
+                applied_updates += int(applied)
                 if first is None and applied == upd.update_rejected:
                     guard = guard or (
                         f"step {i}: the device {'rejected' if upd.update_rejected else 'applied'}"
@@ -426,6 +438,34 @@ def verify(
                           resumed=resumed)
     (build / "verify.json").write_text(report.to_json())
     return report
+
+
+def _apply_recipe(opt: torch.optim.Optimizer, lr: float, scale: float, recipe: Recipe, t: int,
+                  samples: int, step: int) -> str | None:
+    """The device's learning rate and gradient factor of this update into the reference
+    (as given, so that the two optimizers stay bit-for-bit comparable); a problem if they
+    are not what the recipe says (schedule, mean, clipping; relative 1e-5 / 1e-3)."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
+    want_lr = recipe.lr_at(t)
+    want_scale = recipe.grad_scale(samples, norm)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    if scale != 1.0:
+        with torch.no_grad():
+            for gr in grads:
+                gr.mul_(scale)
+    if abs(lr - want_lr) > 1e-5 * want_lr:
+        return (f"step {step}: the device's learning rate {lr:.9g} is not the recipe's "
+                f"{want_lr:.9g} at update {t} ({recipe.schedule}, warm-up {recipe.warmup})")
+    near_clip = recipe.clip_norm > 0 and abs(norm * (1.0 / samples if recipe.average else 1.0)
+                                             - recipe.clip_norm) <= 1e-3 * recipe.clip_norm
+    if not near_clip and abs(scale - want_scale) > 1e-3 * want_scale:
+        return (f"step {step}: the device scaled the gradient by {scale:.6g}, the recipe "
+                f"gives {want_scale:.6g} ({samples} samples, mean {recipe.average}, norm "
+                f"{norm:.6g}, clip {recipe.clip_norm})")
+    return None
 
 
 def _kill(session: Any) -> None:

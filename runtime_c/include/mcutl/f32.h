@@ -108,6 +108,14 @@ float mcutl_log1pf(float x);
  */
 float mcutl_sqrtf(float x);
 
+/**
+ * @brief cos(x) for |x| <= pi in float32 without libm (learning-rate schedules).
+ *
+ * Reduced to [0, pi/4] by the symmetries of cos and sin, then Taylor series in
+ * float32: a few ulp. |x| > pi gives -1 (the end of a cosine schedule), NaN gives NaN.
+ */
+float mcutl_cosf_pi(float x);
+
 /* ------------------------------------------------------------------------ */
 /* CONV2D (standard, grouped, depthwise)                                    */
 /* ------------------------------------------------------------------------ */

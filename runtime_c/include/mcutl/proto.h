@@ -64,6 +64,7 @@ extern "C" {
 #define MCUTL_MSG_SAVE 0x1Au
 #define MCUTL_MSG_LOAD 0x1Bu
 #define MCUTL_MSG_PROFILE 0x1Cu /* profile builds only (`mcutl profile`) */
+#define MCUTL_MSG_CONFIG 0x1Du
 /* Response type = request type | MCUTL_MSG_RESPONSE_BIT. */
 #define MCUTL_MSG_RESPONSE_BIT 0x80u
 /* Error response (payload: u8 code | u8 request_type | utf-8 reason). */

@@ -53,6 +53,37 @@ int mcutl_train_step(float *loss, int update, uint32_t *outcome);
  */
 uint32_t mcutl_train_update(void);
 
+/* Learning-rate schedules (mcutl_train_config_t.schedule); t = updates applied so far. */
+#define MCUTL_SCHEDULE_CONSTANT 0u /**< lr */
+#define MCUTL_SCHEDULE_STEP 1u     /**< lr x gamma^(t / period) */
+#define MCUTL_SCHEDULE_COSINE 2u   /**< lr x (gamma + (1 - gamma) (1 + cos(pi min(t, period)
+                                        / period)) / 2) */
+
+/**
+ * The training recipe, settable at run time (mcutl_train_configure, or CONFIG over the
+ * link); the build's options are the defaults, and RESET restores them. A checkpoint
+ * keeps it. Each update: the mini-batch's gradient (averaged over its samples unless
+ * average is 0), scaled down to clip_norm if its L2 norm is larger, then the optimizer
+ * with the scheduled learning rate (warm-up: x (t + 1) / warmup for t < warmup).
+ */
+typedef struct {
+    float lr;           /**< base learning rate, > 0 */
+    float momentum;     /**< SGD momentum in [0, 1) (Adam keeps its compile-time betas) */
+    float weight_decay; /**< L2 coefficient added to the gradient, >= 0 */
+    uint32_t schedule;  /**< MCUTL_SCHEDULE_* */
+    uint32_t warmup;    /**< updates of linear warm-up (0: none) */
+    uint32_t period;    /**< step: updates between decays; cosine: updates to decay over (>= 1) */
+    float gamma;        /**< step: the decay factor; cosine: the final fraction of lr; [0, 1] */
+    float clip_norm;    /**< 0: no clipping; else the gradient's L2 norm is at most this */
+    uint32_t average;   /**< 1: the mean of the mini-batch's gradients; 0: their sum */
+} mcutl_train_config_t;
+
+/** Set the recipe. @return 0, or -1 if a field is out of range (nothing changed). */
+int mcutl_train_configure(const mcutl_train_config_t *config);
+
+/** The recipe in force. */
+void mcutl_train_get_config(mcutl_train_config_t *config);
+
 /** Training counters since the last reset. */
 typedef struct {
     uint32_t steps;             /**< samples trained on (their gradient accumulated) */

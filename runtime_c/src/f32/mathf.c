@@ -204,3 +204,42 @@ float mcutl_sqrtf(float x)
     return f32_from_bits(((uint32_t)(e + 23 + 127) << 23) | (q & 0x007fffffu));
 }
 #endif
+
+/* cos(r) for r in [0, pi/4] and sin(r) for r in [0, pi/4]: Taylor series to r^12 / r^13
+ * (the truncation error is below 2e-12 there), Horner in float32. */
+static float cos_small(float r)
+{
+    float z = r * r;
+    return 1.0f + z * (-0.5f + z * (4.166666667e-02f + z * (-1.388888889e-03f +
+                  z * (2.480158730e-05f + z * (-2.755731922e-07f + z * 2.087675699e-09f)))));
+}
+
+static float sin_small(float r)
+{
+    float z = r * r;
+    return r * (1.0f + z * (-1.666666667e-01f + z * (8.333333333e-03f + z * (-1.984126984e-04f +
+                z * (2.755731922e-06f + z * (-2.505210839e-08f + z * 1.605904384e-10f))))));
+}
+
+float mcutl_cosf_pi(float x)
+{
+    const float pi_4 = 7.853981634e-01f;
+    const float pi_2 = 1.570796327e+00f;
+    const float pi = 3.141592654e+00f;
+    if (x < 0.0f) {
+        x = -x;
+    }
+    if (!(x <= pi)) {
+        return x > pi ? -1.0f : x; /* outside the range: clamp; NaN stays NaN */
+    }
+    if (x <= pi_4) {
+        return cos_small(x);
+    }
+    if (x <= pi_2) {
+        return sin_small(pi_2 - x);
+    }
+    if (x <= 3.0f * pi_4) {
+        return -sin_small(x - pi_2);
+    }
+    return -cos_small(pi - x);
+}
