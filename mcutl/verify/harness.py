@@ -17,8 +17,9 @@ depends on the math, not on the host CPU:
   `grad_atol` RMS per element);
 - with `against` (another device run, e.g. the host build): losses bit-identical and
   parameter digests equal after every step.
-Mini-batches: gradients are summed over the `batch` samples before each update (the
-device's semantics; scale the learning rate by 1/B for a mean). The first step and
+Mini-batches and the recipe: the device reports each update's learning rate (its
+schedule) and gradient factor (the mean over the mini-batch, clipping); the reference
+uses them as given and they must be what the recipe says (`_apply_recipe`). The first step and
 tensor that differ are named; the result goes to verify.json.
 """
 
