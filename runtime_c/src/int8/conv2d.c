@@ -4,6 +4,7 @@
  */
 #include "mcutl/int8.h"
 
+#include "dot.h"
 #include "fixedpoint.h"
 #include "window.h"
 
@@ -47,7 +48,7 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
                                const int32_t *bias,
                                const mcutl_dims_t *output_dims, int8_t *output)
 {
-    int32_t b, oy, ox, oc, ky, kx, ic;
+    int32_t b, oy, ox, oc, ky, kx;
     int32_t in_h, in_w, in_c, k_h, k_w, cg_in, cg_out, out_h, out_w, out_c;
     int32_t in_zp, out_zp;
 
@@ -88,9 +89,7 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
                             const int32_t ix = ix0 + kx * params->dilation_w;
                             const int8_t *in_px = in_batch + (iy * in_w + ix) * in_c + group * cg_in;
                             const int8_t *f_px = f_oc + (ky * k_w + kx) * cg_in;
-                            for (ic = 0; ic < cg_in; ++ic) {
-                                acc += (int32_t)f_px[ic] * ((int32_t)in_px[ic] - in_zp);
-                            }
+                            acc += mcutl_dot_s8(f_px, in_px, cg_in, in_zp);
                         }
                     }
                     if (bias != 0) {

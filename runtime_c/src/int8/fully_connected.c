@@ -4,6 +4,7 @@
  */
 #include "mcutl/int8.h"
 
+#include "dot.h"
 #include "fixedpoint.h"
 
 mcutl_status_t mcutl_fully_connected_s8(const mcutl_fc_params_t *params, int32_t batches,
@@ -11,7 +12,7 @@ mcutl_status_t mcutl_fully_connected_s8(const mcutl_fc_params_t *params, int32_t
                                         int32_t out_features, const int8_t *filter,
                                         const int32_t *bias, int8_t *output)
 {
-    int32_t b, o, i;
+    int32_t b, o;
     int32_t in_zp, out_zp;
 
     if (params == 0 || input == 0 || filter == 0 || output == 0 ||
@@ -36,9 +37,7 @@ mcutl_status_t mcutl_fully_connected_s8(const mcutl_fc_params_t *params, int32_t
             const int8_t *f_row = filter + o * in_features;
             int32_t acc = 0;
             int32_t v;
-            for (i = 0; i < in_features; ++i) {
-                acc += (int32_t)f_row[i] * ((int32_t)in_row[i] - in_zp);
-            }
+            acc += mcutl_dot_s8(f_row, in_row, in_features, in_zp);
             if (bias != 0) {
                 acc += bias[o];
             }
