@@ -30,8 +30,8 @@ from pathlib import Path
 
 from mcutl.errors import McutlError
 from mcutl.link.client import DEFAULT_RETRIES, Device
+from mcutl.link.handshake import Session, handshake
 from mcutl.link.qemu import QemuResult, QemuSession
-from mcutl.link.session import Session, handshake
 from mcutl.link.transport import SerialTransport
 from mcutl.targets import Target
 
