@@ -1,8 +1,8 @@
 """`mcutl profile BUILD --qemu`: where a training step's time goes, per kernel call.
 
-The build's training C is generated again with timing marks (the same code, plus a tick
-read after every kernel call and around the optimizer, and a PROFILE request), built for
-QEMU, and run under `-icount shift=0`, where one guest instruction takes 1 ns of virtual
+The build's profile variant (BUILD/profile/train.c, written by compile: the same code,
+plus a tick read after every kernel call and around the optimizer, and a PROFILE request)
+is built for QEMU and run under `-icount shift=0`, where one guest instruction takes 1 ns of virtual
 time: instructions = ticks x 1e9 / clock_hz. A few training steps (SAMPLE + STEP with an
 update) on random int8 samples are averaged. The step's time at the target's clock
 assumes one instruction per cycle (a Cortex-M4 runs this code at roughly 1-1.3 cycles per
