@@ -222,11 +222,13 @@ def compile_model(
     options: TrainOptions | None = None,
     source_name: str = "",
     head_from_classifier: bool | None = False,
+    kernels: str | None = None,
 ) -> Compiled:
     """The whole pipeline. ``method`` None: inference of the backbone; else a registered
     training method (mcutl/methods/) with its ``spec`` (default options if None).
     ``head_from_classifier``: start the method's head from the model's own classifier
-    (True: required; None: when it has ``num_classes`` outputs; False: a fresh head)."""
+    (True: required; None: when it has ``num_classes`` outputs; False: a fresh head).
+    ``kernels``: the int8 kernel set (KERNEL_SETS; None: the target's `kernels`)."""
     from mcutl.codegen.backbone import generate_backbone
     from mcutl.fit import fit_default, verified_advice
     from mcutl.plan.budget import (
@@ -249,7 +251,7 @@ def compile_model(
     gen: GeneratedBackbone | GeneratedTraining
     if method is None:
         tfl = export_tflite(graph)
-        gen = generate_backbone(graph, tfl, target.name)
+        gen = generate_backbone(graph, tfl, target.name, kernels)
         h = gen.model_hash
         static = RUNTIME_STATIC_BYTES
         budget = check_budget(target, gen.plan, static, what="the backbone's inference",
@@ -281,7 +283,7 @@ def compile_model(
                                  "classifier (--head new: a fresh one)")
         tfl = export_tflite(tm.backbone)
         h = model_hash(tfl, tm, options)
-        gen = generate_training(tm, h, target.name, options)
+        gen = generate_training(tm, h, target.name, options, kernels)
         static = training_static_bytes(gen.param_count, gen.opt_state_count)
         what = dict(what="the training step",
                     static_what="parameters/gradients/optimizer state and runtime")
@@ -357,10 +359,11 @@ def compile_backbone(
     calib: np.ndarray | None = None,
     input_shape: tuple[int, ...] | None = None,
     source_name: str = "",
+    kernels: str | None = None,
 ) -> tuple[BuildInfo, GeneratedBackbone, dict[str, Firmware]]:
     """Inference of the frozen backbone (``compile_model`` without a method)."""
     c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
-                      source_name=source_name)
+                      source_name=source_name, kernels=kernels)
     return c.info, c.gen, c.firmware  # type: ignore[return-value]
 
 
@@ -378,11 +381,12 @@ def compile_training(
     options: TrainOptions | None = None,
     source_name: str = "",
     head_from_classifier: bool | None = False,
+    kernels: str | None = None,
 ) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
     """A firmware that trains with ``method`` (``compile_model`` with a method)."""
     c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
                       method=method, num_classes=num_classes, spec=spec, cut=cut,
                       options=options, source_name=source_name,
-                      head_from_classifier=head_from_classifier)
+                      head_from_classifier=head_from_classifier, kernels=kernels)
     assert c.tm is not None
     return c.info, c.tm, c.gen, c.firmware  # type: ignore[return-value]

@@ -43,6 +43,12 @@ class Store:
     flash_dcache: bool = False
 
 
+#: The int8 kernel sets a target can select with `kernels = "..."` in its target.toml:
+#: "portable" (runtime_c/src/int8/*.c, the reference, any C99 compiler) or "dsp" (the
+#: *_dsp.c variants for Cortex-M4/M7 with the DSP extension, where one exists).
+KERNEL_SETS = ("portable", "dsp")
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -60,6 +66,7 @@ class Target:
     pyocd_target: str | None = None  # `[flash] pyocd_target`: pyOCD target type for `mcutl flash`
     extra_sources: tuple[Path, ...] = field(default_factory=tuple)
     store: Store | None = None  # a board's checkpoint store; None: the board has none
+    kernels: str = "portable"  # the int8 kernel set (KERNEL_SETS)
 
     @property
     def is_host(self) -> bool:
@@ -104,6 +111,10 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
         uart = Uart(**u)
         for key in ("cpu", "irq_count"):
             _require(data, key, where)
+    kernels = str(data.get("kernels", "portable"))
+    if kernels not in KERNEL_SETS:
+        raise TargetError(f"{where}: kernels must be one of {', '.join(KERNEL_SETS)}, "
+                          f"not '{kernels}'")
     qemu = data.get("qemu", {})
     flash = data.get("flash", {})
     store = None
@@ -132,6 +143,7 @@ def load_target(name: str, targets_dir: Path = TARGETS_DIR) -> Target:
         pyocd_target=str(flash["pyocd_target"]) if "pyocd_target" in flash else None,
         extra_sources=tuple(folder / s for s in data.get("sources", ())),
         store=store,
+        kernels=kernels,
     )
 
 

@@ -249,6 +249,12 @@ def _dims(shape: Sequence[int]) -> Dims:
     return Dims(n, h, w, c)
 
 
+def _conv_params(p: ConvParams, mult: np.ndarray, shift: np.ndarray) -> CConvParams:
+    return CConvParams(p.input_zero_point, p.output_zero_point, p.stride_h, p.stride_w,
+                       p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.groups,
+                       p.act_min, p.act_max, _ptr_i32(mult), _ptr_i32(shift))
+
+
 class KernelError(RuntimeError):
     """A C kernel returned a status other than MCUTL_KERNEL_OK."""
 
@@ -268,6 +274,9 @@ class Int8Lib:
         for name, argtypes in {
             "mcutl_conv2d_s8": [ctypes.POINTER(CConvParams), pD, _p_i8, pD, _p_i8, _p_i32, pD,
                                 _p_i8],
+            "mcutl_conv2d_s8_dsp": [ctypes.POINTER(CConvParams), pD, _p_i8, pD, _p_i8, _p_i32,
+                                    pD, _p_i8, ctypes.c_void_p],
+            "mcutl_conv2d_s8_dsp_get_buffer_size": [ctypes.POINTER(CConvParams), pD],
             "mcutl_depthwise_conv2d_s8": [ctypes.POINTER(CDwConvParams), pD, _p_i8, pD, _p_i8,
                                           _p_i32, pD, _p_i8],
             "mcutl_fully_connected_s8": [ctypes.POINTER(CFcParams), _i32, _i32, _p_i8, _i32,
@@ -285,7 +294,8 @@ class Int8Lib:
         }.items():
             fn = getattr(L, name)
             fn.argtypes = argtypes
-            fn.restype = _i32 if name.startswith("mcutl_test_") else ctypes.c_int
+            fn.restype = (_i32 if name.startswith("mcutl_test_") or name.endswith("_size")
+                          else ctypes.c_int)
 
     @staticmethod
     def _check(status: int, name: str) -> None:
@@ -293,19 +303,36 @@ class Int8Lib:
             raise KernelError(f"{name} returned {status}")
 
     def conv2d_s8(self, p: ConvParams, x: npt.ArrayLike, f: npt.ArrayLike,
-                  bias: npt.ArrayLike | None, out_hw: tuple[int, int]) -> np.ndarray:
+                  bias: npt.ArrayLike | None, out_hw: tuple[int, int],
+                  kernels: str = "portable", scratch: bool = True) -> np.ndarray:
+        """``kernels="dsp"``: mcutl_conv2d_s8_dsp with a scratch buffer of the size its
+        get_buffer_size partner asks, filled with garbage (nothing may read it unwritten);
+        ``scratch=False`` passes NULL instead."""
         xa, fa, ba = _i8(x), _i8(f), _opt_i32(bias)
         mult = np.ascontiguousarray(p.output_multiplier, dtype=np.int32)
         shift = np.ascontiguousarray(p.output_shift, dtype=np.int32)
-        cp = CConvParams(p.input_zero_point, p.output_zero_point, p.stride_h, p.stride_w,
-                         p.dilation_h, p.dilation_w, p.pad_top, p.pad_left, p.groups,
-                         p.act_min, p.act_max, _ptr_i32(mult), _ptr_i32(shift))
+        cp = _conv_params(p, mult, shift)
         out = np.empty((xa.shape[0], out_hw[0], out_hw[1], fa.shape[0]), dtype=np.int8)
-        st = self.lib.mcutl_conv2d_s8(ctypes.byref(cp), ctypes.byref(_dims(xa.shape)),
-                                      _ptr_i8(xa), ctypes.byref(_dims(fa.shape)), _ptr_i8(fa),
-                                      _ptr_i32(ba), ctypes.byref(_dims(out.shape)), _ptr_i8(out))
-        self._check(st, "mcutl_conv2d_s8")
+        args = [ctypes.byref(cp), ctypes.byref(_dims(xa.shape)), _ptr_i8(xa),
+                ctypes.byref(_dims(fa.shape)), _ptr_i8(fa), _ptr_i32(ba),
+                ctypes.byref(_dims(out.shape)), _ptr_i8(out)]
+        if kernels == "dsp":
+            size = self.lib.mcutl_conv2d_s8_dsp_get_buffer_size(ctypes.byref(cp),
+                                                                 ctypes.byref(_dims(fa.shape)))
+            buf = np.full((size + 3) // 4 + 1, 0x5A5A5A5A, np.int32)
+            st = self.lib.mcutl_conv2d_s8_dsp(
+                *args, buf.ctypes.data_as(ctypes.c_void_p) if scratch else None)
+            self._check(st, "mcutl_conv2d_s8_dsp")
+        else:
+            st = self.lib.mcutl_conv2d_s8(*args)
+            self._check(st, "mcutl_conv2d_s8")
         return out
+
+    def conv2d_s8_dsp_buffer_size(self, p: ConvParams, filter_shape: Sequence[int]) -> int:
+        mult = np.ascontiguousarray(p.output_multiplier, dtype=np.int32)
+        shift = np.ascontiguousarray(p.output_shift, dtype=np.int32)
+        return int(self.lib.mcutl_conv2d_s8_dsp_get_buffer_size(
+            ctypes.byref(_conv_params(p, mult, shift)), ctypes.byref(_dims(filter_shape))))
 
     def depthwise_conv2d_s8(self, p: DepthwiseConvParams, x: npt.ArrayLike, f: npt.ArrayLike,
                             bias: npt.ArrayLike | None, out_hw: tuple[int, int]) -> np.ndarray:

@@ -310,7 +310,8 @@ def test_conv2d(clib: Int8Lib, c: dict[str, Any]) -> None:
                        activation=c["act"])
     got_c = clib.conv2d_s8(p, xq, wq, bias, (ho, wo))
     got_np = ref.conv2d_s8(p, xq, wq, bias, (ho, wo))
-    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np)
+    got_dsp = clib.conv2d_s8(p, xq, wq, bias, (ho, wo), kernels="dsp")
+    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np, c_dsp=got_dsp)
     if c["mode"] == "EXPLICIT":  # the PAD op's output too
         (pt, pl), (pb, pr) = c["pad"], c["pad_after"]
         assert_bit_exact(tflite_ref=tfl[1], tflm=micro[1],

@@ -56,9 +56,10 @@ def test_calls_add_up_to_the_measured_step(build: Path) -> None:
         s.finish(0)
     step = float(np.mean(ticks)) * 1e9 / target.clock_hz
     assert abs(rep.total() - step) <= 0.03 * step, (rep.total(), step)
-    # the convolutions cost several instructions per MAC in portable C
+    # the convolutions cost at least the SMLAD limit (two MACs per instruction) and at
+    # most a few dozen instructions per MAC
     conv = [r for r in rep.rows if r.macs >= 10_000]
-    assert conv and all(2.0 < (r.per_mac or 0) < 60.0 for r in conv)
+    assert conv and all(0.5 < (r.per_mac or 0) < 60.0 for r in conv)
 
 
 def test_cli_profile_writes_json(build: Path, tmp_path: Path,

@@ -19,6 +19,7 @@ from mcutl.ops.base import get_op
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.lifetimes import plan_activations
+from mcutl.targets import load_target
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -56,16 +57,20 @@ def model_hash(tflite_bytes: bytes) -> bytes:
 
 
 def generate_backbone(
-    graph: Graph, tflite_bytes: bytes, target_name: str
+    graph: Graph, tflite_bytes: bytes, target_name: str, kernels: str | None = None
 ) -> GeneratedBackbone:
+    """The C of ``graph`` for ``target_name``, calling its kernel set (``kernels``
+    overrides the target's: a before/after comparison)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ValueError(
             f"the backbone must have one input and one output, it has {len(graph.inputs)} "
             f"and {len(graph.outputs)}"
         )
-    planner, root = plan_activations(graph)
+    kernels = kernels or load_target(target_name).kernels
+    planner, root = plan_activations(graph, kernels)
     offsets = {t: planner.offset(r) for t, r in root.items()}
-    ctx = CContext(act_offsets=offsets)
+    offsets.update({b.name: b.offset for b in planner.buffers if b.name.endswith("#scratch")})
+    ctx = CContext(act_offsets=offsets, kernels=kernels)
     layers: list[LayerReport] = []
     for node in graph.nodes:
         op = get_op(node.op, node)

@@ -42,6 +42,11 @@ def c_literal(value: object) -> str:
     return str(value)
 
 
+def scratch_key(node: str) -> str:
+    """The arena buffer name of a node's kernel scratch."""
+    return f"{node}#scratch"
+
+
 @dataclass
 class ConstArray:
     name: str
@@ -79,6 +84,7 @@ class CContext:
     """Collects the C a graph lowers to. `act()` is resolved by the arena plan."""
 
     act_offsets: dict[str, int]  # tensor name -> byte offset in the arena
+    kernels: str = "portable"  # the target's int8 kernel set (mcutl.targets.KERNEL_SETS)
     consts: list[ConstArray] = field(default_factory=list)
     structs: list[Struct] = field(default_factory=list)
     calls: list[KernelCall] = field(default_factory=list)
@@ -101,6 +107,11 @@ class CContext:
     def act(self, tensor: str) -> str:
         """C expression for the int8 pointer to an activation in the arena."""
         return f"(mcutl_arena + {self.act_offsets[tensor]})"
+
+    def scratch(self, node: str, nbytes: int) -> str:
+        """C expression for a kernel's scratch buffer (``nbytes``, planned in the arena
+        for the duration of ``node``'s call: ``scratch_key(node)``)."""
+        return f"(mcutl_arena + {self.act_offsets[scratch_key(node)]})"
 
     def const_array(self, base: str, values: np.ndarray, comment: str = "") -> str:
         """Emit a flash table (`const`) and return its C name; identical tables are shared."""

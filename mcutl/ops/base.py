@@ -158,8 +158,10 @@ class OpDef:
     def output_bytes(self, node: Node, graph: Graph) -> int:
         return sum(graph.tensors[o].nbytes for o in node.outputs)
 
-    def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        """Bytes of kernel scratch (the C kernel's get_buffer_size must agree)."""
+    def scratch_bytes(self, node: Node, graph: Graph, kernels: str = "portable") -> int:
+        """Bytes of scratch the node's kernel from the ``kernels`` set (the target's:
+        mcutl.targets.KERNEL_SETS) needs while it runs, planned in the arena (the C
+        kernel's get_buffer_size must agree); 0: none."""
         return 0
 
     # ---- export --------------------------------------------------------

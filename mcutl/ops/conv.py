@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from mcutl.ops.base import LoweringContext
 
 
+def conv_dsp_scratch_bytes(filter_shape: tuple[int, ...], groups: int) -> int:
+    """mcutl_conv2d_s8_dsp_get_buffer_size: two int16 columns of KH * KW * C_in taps
+    (a grouped convolution runs the portable kernel: none)."""
+    _, kh, kw, cg = (int(v) for v in filter_shape)
+    return 0 if groups != 1 else 2 * kh * kw * cg * 2
+
+
 def conv_kind(node: Node, graph: Graph) -> str:
     """'depthwise' | 'pointwise' | 'grouped' | 'standard' (what kernel the node needs)."""
     c_in = graph.tensors[node.inputs[0]].shape[-1]
@@ -107,10 +114,15 @@ class Conv2d(OpDef):
         b.data = (b.data * scale + shift).astype(np.float32)
         return True
 
-    def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        """mcutl's int8 conv kernels need none (runtime_c/include/mcutl/int8.h); an
-        im2col variant would declare its buffer here, per ``conv_kind``."""
-        return 0
+    def scratch_bytes(self, node: Node, graph: Graph, kernels: str = "portable") -> int:
+        """The portable kernels need none; the DSP ones their im2col columns (the C
+        kernels' get_buffer_size partners compute the same)."""
+        if kernels != "dsp":
+            return 0
+        w = graph.tensors[node.inputs[1]]
+        if conv_kind(node, graph) == "depthwise":
+            return 0
+        return conv_dsp_scratch_bytes(w.shape, int(node.attrs.get("groups", 1)))
 
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         g = ctx.graph
@@ -210,13 +222,18 @@ class Conv2d(OpDef):
             func, ctype = "mcutl_depthwise_conv2d_s8", "mcutl_dw_conv_params_t"
         else:
             func, ctype = "mcutl_conv2d_s8", "mcutl_conv_params_t"
+        scratch = self.scratch_bytes(node, graph, ctx.kernels)
+        extra = []
+        if scratch:  # the DSP variant (same arguments, then its scratch)
+            func += "_dsp"
+            extra = [ctx.scratch(node.name, scratch)]
         params = ctx.params(f"{base}_params", ctype, struct_fields(p, ctx, base))
         weights = ctx.const_array(f"{base}_weights", wdata.astype(np.int8),
                                   f"{node.name}: {kind} {kh}x{kw} weights")
         bias = ctx.bias_table(node.name, f"{base}_bias", b.data.astype(np.int32))
         ctx.call(func, [params, ctx.dims(x.shape), ctx.act(node.inputs[0]),
                         ctx.dims(wdata.shape), weights, bias, ctx.dims(y.shape),
-                        ctx.act(node.outputs[0])],
+                        ctx.act(node.outputs[0]), *extra],
                  describe(node, graph, f"{kind} {kh}x{kw}/{sh}"),
                  macs=y.size * kh * kw * cg, node=node.name)
 

@@ -20,12 +20,17 @@ class UsedBuffer(Protocol):
     last: int
 
 
-def plan_activations(graph: Graph) -> tuple[ArenaPlanner, dict[str, str]]:
-    """Lifetimes of every activation in node order; alias ops share their input's buffer.
+def plan_activations(graph: Graph, kernels: str = "portable"
+                     ) -> tuple[ArenaPlanner, dict[str, str]]:
+    """Lifetimes of every activation in node order; alias ops share their input's buffer;
+    the scratch a node's kernel needs (``kernels``: the target's kernel set) lives while
+    the node runs, under ``scratch_key(node)``.
 
     Step 0 is "before the first node" (the input is written), node i runs at step i+1,
     and the graph outputs stay live one step after the last node (they are read out).
     """
+    from mcutl.codegen.context import scratch_key
+
     root: dict[str, str] = {t: t for t in graph.inputs}
     first: dict[str, int] = {t: 0 for t in graph.inputs}
     last: dict[str, int] = {t: 0 for t in graph.inputs}
@@ -48,6 +53,10 @@ def plan_activations(graph: Graph) -> tuple[ArenaPlanner, dict[str, str]]:
     for t, r in root.items():
         if t == r:
             planner.add_buffer(t, graph.tensors[t].nbytes, first[t], last[t])
+    for i, node in enumerate(graph.nodes, start=1):
+        nbytes = get_op(node.op, node).scratch_bytes(node, graph, kernels)
+        if nbytes:
+            planner.add_buffer(scratch_key(node.name), nbytes, i, i)
     planner.plan()
     planner.check_no_overlap()
     return planner, root

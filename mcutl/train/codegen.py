@@ -16,6 +16,7 @@ from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.lifetimes import plan_buffers
+from mcutl.targets import load_target
 from mcutl.train.recipe import SCHEDULES
 from mcutl.train.step import StepProgram, build_step
 from mcutl.validate import InputError
@@ -107,12 +108,12 @@ def _indexed(calls: list[KernelCall], start: int,
 
 
 def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
-                      options: TrainOptions) -> GeneratedTraining:
+                      options: TrainOptions, kernels: str | None = None) -> GeneratedTraining:
     """The training C of ``tm``, and in ``profile_files`` its profile variant (the same C,
     plus a tick read after every kernel call and around the optimizer and a PROFILE
     request: `mcutl profile`) with the calls it times (calls.json)."""
     options.validate()
-    prog = build_step(tm)
+    prog = build_step(tm, kernels or load_target(target_name).kernels)
     ctx = prog.ctx
     planner = plan_step(prog)
     offsets = {b.name: b.offset for b in planner.buffers}

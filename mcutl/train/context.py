@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mcutl.codegen.context import CContext, KernelCall
+from mcutl.codegen.context import CContext, KernelCall, scratch_key
 from mcutl.ir.graph import Graph
 from mcutl.ops._lowering import qparams
 
@@ -74,6 +74,10 @@ class TrainContext(CContext):
         while tensor in self.alias:
             tensor = self.alias[tensor]
         return f"$i8:{tensor}$"
+
+    def scratch(self, node: str, nbytes: int) -> str:
+        """A kernel's scratch: an int8 arena buffer live for the calls that use it."""
+        return self.i8(scratch_key(node), nbytes)
 
     def f32(self, name: str, elems: int) -> str:
         return self.declare("f32", name, elems)

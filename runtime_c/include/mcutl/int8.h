@@ -32,8 +32,9 @@
  *   fixedpoint.activation_range() to compute them.
  * - Accumulators are int32 as in TFLite: a conv/fc is exact as long as
  *   K * 127 * 255 + |bias| < 2^31, i.e. K = KH * KW * C_in/groups <= 66000.
- * - No kernel allocates memory, uses floating point, or needs a scratch buffer
- *   (so there is no mcutl_*_get_buffer_size()).
+ * - No kernel allocates memory or uses floating point. The portable kernels need no
+ *   scratch buffer; a DSP variant that does has a mcutl_*_get_buffer_size() partner
+ *   and takes the buffer (planned in the caller's arena) as its last argument.
  * - Unless stated otherwise the output must not overlap any input.
  * - Every function validates its shape arguments (cheaply, once per call) and
  *   returns MCUTL_KERNEL_ARG_ERROR without touching the output if they are
@@ -116,6 +117,31 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
                                const mcutl_dims_t *filter_dims, const int8_t *filter,
                                const int32_t *bias,
                                const mcutl_dims_t *output_dims, int8_t *output);
+
+/**
+ * @brief Scratch bytes mcutl_conv2d_s8_dsp needs: two int16 columns of
+ *        KH * KW * C_in taps when groups == 1, else 0 (a grouped convolution runs the
+ *        portable kernel).
+ */
+int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,
+                                            const mcutl_dims_t *filter_dims);
+
+/**
+ * @brief mcutl_conv2d_s8 for cores with the DSP extension (Cortex-M4/M7): im2col into
+ *        int16 columns and a 2 x 2 (channels x pixels) SMLAD block. The same arguments
+ *        and bit for bit the same output as mcutl_conv2d_s8 (which it calls for grouped
+ *        convolutions and for layers whose accumulators could exceed its exact fast
+ *        requantisation); compiles and gives the same results without the extension.
+ *
+ * @param[in,out] scratch  mcutl_conv2d_s8_dsp_get_buffer_size() bytes, 4-byte aligned,
+ *                         not overlapping the tensors (NULL only if that size is 0)
+ */
+mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
+                                   const mcutl_dims_t *input_dims, const int8_t *input,
+                                   const mcutl_dims_t *filter_dims, const int8_t *filter,
+                                   const int32_t *bias,
+                                   const mcutl_dims_t *output_dims, int8_t *output,
+                                   void *scratch);
 
 /* ------------------------------------------------------------------------ */
 /* DEPTHWISE_CONV_2D                                                         */

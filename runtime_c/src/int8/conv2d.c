@@ -4,43 +4,10 @@
  */
 #include "mcutl/int8.h"
 
+#include "args.h"
 #include "dot.h"
 #include "fixedpoint.h"
 #include "window.h"
-
-static int conv_args_ok(const mcutl_conv_params_t *p, const mcutl_dims_t *in_d,
-                        const int8_t *in, const mcutl_dims_t *f_d, const int8_t *f,
-                        const mcutl_dims_t *out_d, const int8_t *out)
-{
-    if (p == 0 || in == 0 || f == 0 || out == 0) {
-        return 0;
-    }
-    if (!mcutl_dims_ok(in_d) || !mcutl_dims_ok(f_d) || !mcutl_dims_ok(out_d)) {
-        return 0;
-    }
-    if (p->output_multiplier == 0 || p->output_shift == 0) {
-        return 0;
-    }
-    if (p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1) {
-        return 0;
-    }
-    if (p->pad_top < 0 || p->pad_left < 0 || p->groups < 1) {
-        return 0;
-    }
-    if (in_d->c != p->groups * f_d->c || out_d->c != f_d->n || out_d->c % p->groups != 0) {
-        return 0;
-    }
-    if (out_d->n != in_d->n) {
-        return 0;
-    }
-    if (!mcutl_zero_point_ok(p->input_zero_point) || !mcutl_zero_point_ok(p->output_zero_point)) {
-        return 0;
-    }
-    if (!mcutl_act_range_ok(p->act_min, p->act_max)) {
-        return 0;
-    }
-    return mcutl_shifts_ok(p->output_shift, out_d->c);
-}
 
 mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
                                const mcutl_dims_t *input_dims, const int8_t *input,
@@ -52,7 +19,7 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
     int32_t in_h, in_w, in_c, k_h, k_w, cg_in, cg_out, out_h, out_w, out_c;
     int32_t in_zp, out_zp;
 
-    if (!conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims, output)) {
+    if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims, output)) {
         return MCUTL_KERNEL_ARG_ERROR;
     }
     in_h = input_dims->h;

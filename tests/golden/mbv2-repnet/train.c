@@ -921,11 +921,11 @@ static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 1176u, 512u };
 static int train_forward_to(int32_t stop)
 {
     /* conv2d 'convolution' standard 3x3/2: 1x28x28x1 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 50176), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 12544)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 50176), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 12544), (mcutl_arena + 0)) != 0) {
         return 1;
     }
     /* conv2d 'convolution_1' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x32 */
-    if (mcutl_conv2d_s8(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 12544), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 12544), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 0), (mcutl_arena + 6272)) != 0) {
         return 2;
     }
     /* conv2d 'convolution_2' depthwise 3x3/1: 1x14x14x32 -> 1x14x14x32 */
@@ -933,7 +933,7 @@ static int train_forward_to(int32_t stop)
         return 3;
     }
     /* conv2d 'convolution_3' pointwise 1x1/1: 1x14x14x32 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 6272), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 6272), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 0), (mcutl_arena + 3136)) != 0) {
         return 4;
     }
     /* add 'add': 1x14x14x16, 1x14x14x16 -> 1x14x14x16 */
@@ -941,7 +941,7 @@ static int train_forward_to(int32_t stop)
         return 5;
     }
     /* conv2d 'convolution_4' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x64 */
-    if (mcutl_conv2d_s8(&convolution_4_params, &dims_1x14x14x16, (mcutl_arena + 15680), &dims_64x1x1x16, convolution_4_weights, convolution_4_bias, &dims_1x14x14x64, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_4_params, &dims_1x14x14x16, (mcutl_arena + 15680), &dims_64x1x1x16, convolution_4_weights, convolution_4_bias, &dims_1x14x14x64, (mcutl_arena + 0), (mcutl_arena + 12544)) != 0) {
         return 6;
     }
     /* conv2d 'convolution_5' depthwise 3x3/2: 1x14x14x64 -> 1x7x7x64 */
@@ -949,7 +949,7 @@ static int train_forward_to(int32_t stop)
         return 7;
     }
     /* conv2d 'convolution_6' pointwise 1x1/1: 1x7x7x64 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 12544), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 15680)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 12544), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 15680), (mcutl_arena + 0)) != 0) {
         return 8;
     }
     /* m0_avgpool0: avgpool 4x4 of the dequantised x (no float copy of it) */
@@ -1020,7 +1020,7 @@ static int train_forward_to(int32_t stop)
         return 24;
     }
     /* conv2d 'convolution_7' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 15680), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 15680), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 0), (mcutl_arena + 4704)) != 0) {
         return 25;
     }
     /* mask of convolution_7's relu6 for backward */
@@ -1036,7 +1036,7 @@ static int train_forward_to(int32_t stop)
         return 28;
     }
     /* conv2d 'convolution_9' pointwise 1x1/1: 1x7x7x96 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 4704), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 4704), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1176)) != 0) {
         return 29;
     }
     /* add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
@@ -1044,7 +1044,7 @@ static int train_forward_to(int32_t stop)
         return 30;
     }
     /* conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 4704), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 4704), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 0), (mcutl_arena + 5880)) != 0) {
         return 31;
     }
     /* mask of convolution_10's relu6 for backward */
@@ -1060,7 +1060,7 @@ static int train_forward_to(int32_t stop)
         return 34;
     }
     /* conv2d 'convolution_12' pointwise 1x1/1: 1x4x4x96 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 4704), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 2048)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 4704), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 2048), (mcutl_arena + 0)) != 0) {
         return 35;
     }
     /* connector 1: dequantise convolution_12 */
@@ -1079,7 +1079,7 @@ static int train_forward_to(int32_t stop)
         return 0; /* probe point 1 */
     }
     /* conv2d 'convolution_13' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 2048), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 2048), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 0), (mcutl_arena + 1024)) != 0) {
         return 39;
     }
     /* mask of convolution_13's relu6 for backward */
@@ -1095,7 +1095,7 @@ static int train_forward_to(int32_t stop)
         return 42;
     }
     /* conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 1024), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 1024), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 0), (mcutl_arena + 512)) != 0) {
         return 43;
     }
     /* add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
@@ -1103,7 +1103,7 @@ static int train_forward_to(int32_t stop)
         return 44;
     }
     /* conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 1024), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 1024), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 0), (mcutl_arena + 1536)) != 0) {
         return 45;
     }
     /* mask of convolution_16's relu6 for backward */

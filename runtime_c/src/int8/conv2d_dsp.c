@@ -1,0 +1,295 @@
+/*
+ * mcutl int8 kernels: CONV_2D for cores with the DSP extension (Cortex-M4/M7), bit-exact
+ * with the portable mcutl_conv2d_s8 (conv2d.c, the reference).
+ *
+ * The technique of CMSIS-NN's arm_convolve_s8 (written anew here):
+ * 1. im2col: the receptive fields of two output pixels are widened once into int16
+ *    columns (input minus its zero point; a tap in the padding is 0) in the scratch
+ *    buffer. Every output channel then reads them, so the widening is paid once per
+ *    pixel, not once per MAC.
+ * 2. A 2 x 2 block (two output channels x two pixels) per inner loop: four weights of
+ *    each channel are one load and two SXTB16 (bytes 0/2 and 1/3 as int16 pairs); the
+ *    columns are stored in the matching order (x0, x2, x1, x3 per group of four, what
+ *    SXTB16 of the input word yields), so every SMLAD takes two MACs with no repacking:
+ *    16 MACs for 8 SMLAD, 4 SXTB16 and 6 loads.
+ * 3. Per-channel requantisation of the four sums with mcutl_fast_requantize (dsp.h):
+ *    SMMULR and three shifts/adds, exact when the layer's accumulators are provably
+ *    small enough, which is checked once per call; a layer where it is not (or a
+ *    grouped convolution) runs the portable kernel instead.
+ */
+#include "mcutl/int8.h"
+
+#include "args.h"
+#include "dsp.h"
+#include "fixedpoint.h"
+#include "window.h"
+
+/* Taps of one receptive field: KH * KW * C_in (groups == 1). */
+static int32_t conv_taps(const mcutl_dims_t *filter_dims)
+{
+    return filter_dims->h * filter_dims->w * filter_dims->c;
+}
+
+int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,
+                                            const mcutl_dims_t *filter_dims)
+{
+    if (params == 0 || filter_dims == 0 || params->groups != 1) {
+        return 0; /* grouped: the portable kernel, no scratch */
+    }
+    return 2 * conv_taps(filter_dims) * (int32_t)sizeof(int16_t);
+}
+
+/*
+ * The scratch holds the columns of two output pixels (slots 0 and 1), interleaved so
+ * that the inner loop walks one pointer: for each group g of four taps, 8 int16 at 8g,
+ * slot 0's taps (4g, 4g+2, 4g+1, 4g+3) then slot 1's (the order SXTB16 of four input
+ * bytes yields, and of four weights, so each SMLAD pairs the right products); the last
+ * taps % 4 taps follow in order, slot 0's then slot 1's.
+ */
+static inline int32_t col_pos(int32_t k, int32_t slot, int32_t taps)
+{
+    static const int8_t order[4] = {0, 2, 1, 3};
+    const int32_t taps4 = taps & ~3;
+    if (k < taps4) {
+        return 2 * (k & ~3) + 4 * slot + order[k & 3];
+    }
+    return 2 * taps4 + slot * (taps - taps4) + (k - taps4);
+}
+
+/*
+ * One pixel's column (slot 0 or 1): the receptive field of the output pixel whose window
+ * starts at input (iy0, ix0), each tap as (input - zero point) in int16, 0 in the padding.
+ */
+static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t in_h,
+                   int32_t in_w, int32_t in_c, int32_t k_h, int32_t k_w, int32_t iy0,
+                   int32_t ix0, int16_t *col, int32_t slot)
+{
+    const int32_t taps = k_h * k_w * in_c;
+    const int32_t zp = p->input_zero_point;
+    int32_t ky, kx, k = 0;
+    if ((in_c & 3) == 0) {
+        /* every tap's channels start a group of four: widen a word at a time, straight
+         * into the interleaved order */
+        const uint32_t zp2 = ((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp;
+        for (ky = 0; ky < k_h; ++ky) {
+            const int32_t iy = iy0 + ky * p->dilation_h;
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dilation_w;
+                int16_t *dst = col + 2 * k + 4 * slot;
+                int32_t c;
+                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                    for (c = 0; c < in_c; c += 4, dst += 8) {
+                        mcutl_st32(dst, 0);
+                        mcutl_st32(dst + 2, 0);
+                    }
+                } else {
+                    const int8_t *src = in_batch + (iy * in_w + ix) * in_c;
+                    for (c = 0; c < in_c; c += 4, dst += 8) {
+                        const uint32_t w = mcutl_ld32(src + c);
+                        mcutl_st32(dst, mcutl_ssub16(mcutl_sxtb16(w), zp2));
+                        mcutl_st32(dst + 2, mcutl_ssub16(mcutl_sxtb16_ror8(w), zp2));
+                    }
+                }
+                k += in_c;
+            }
+        }
+        return;
+    }
+    /* channel counts not a multiple of four (a stem): one tap at a time */
+    for (ky = 0; ky < k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        for (kx = 0; kx < k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dilation_w;
+            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+            const int8_t *src = in_batch + (iy * in_w + ix) * in_c;
+            int32_t c;
+            for (c = 0; c < in_c; ++c, ++k) {
+                col[col_pos(k, slot, taps)] = (int16_t)(inside ? src[c] - zp : 0);
+            }
+        }
+    }
+}
+
+/* Requantise, add the output zero point, clamp: one int8 output. */
+static inline int8_t finish(int32_t acc, mcutl_fast_requant_t q, const mcutl_conv_params_t *p)
+{
+    const int32_t v = mcutl_fast_requantize(acc, q) + p->output_zero_point;
+    return (int8_t)mcutl_clamp32(v, p->act_min, p->act_max);
+}
+
+/*
+ * The inner loop of the 2 x 2 block: acc[0..3] += (channel a, pixel 0), (b, 0), (a, 1),
+ * (b, 1) over groups4 groups of four taps. A function of its own so that GCC keeps its
+ * 13 live values in registers (inlined into its caller it spills to the stack).
+ */
+static __attribute__((noinline)) void block_2x2(const int8_t *wa, const int8_t *wb,
+                                                const int16_t *col, int32_t groups4,
+                                                int32_t *acc)
+{
+    int32_t a0 = acc[0], b0 = acc[1], a1 = acc[2], b1 = acc[3];
+    const int16_t *const end = col + 8 * groups4;
+    while (col < end) {
+        const uint32_t w_a = mcutl_ld32(wa), w_b = mcutl_ld32(wb);
+        uint32_t wa_ = mcutl_sxtb16(w_a), wb_ = mcutl_sxtb16(w_b);
+        uint32_t x = mcutl_ld32(col);
+        a0 = mcutl_smlad(wa_, x, a0);
+        b0 = mcutl_smlad(wb_, x, b0);
+        x = mcutl_ld32(col + 4);
+        a1 = mcutl_smlad(wa_, x, a1);
+        b1 = mcutl_smlad(wb_, x, b1);
+        wa_ = mcutl_sxtb16_ror8(w_a);
+        wb_ = mcutl_sxtb16_ror8(w_b);
+        x = mcutl_ld32(col + 2);
+        a0 = mcutl_smlad(wa_, x, a0);
+        b0 = mcutl_smlad(wb_, x, b0);
+        x = mcutl_ld32(col + 6);
+        a1 = mcutl_smlad(wa_, x, a1);
+        b1 = mcutl_smlad(wb_, x, b1);
+        wa += 4;
+        wb += 4;
+        col += 8;
+    }
+    acc[0] = a0;
+    acc[1] = b0;
+    acc[2] = a1;
+    acc[3] = b1;
+}
+
+/* acc[0] (+ acc[1] for a second channel wb) += pixel `slot`'s column times the weights,
+ * all taps; the 2 x 2 block's partner for a lone pixel or channel. */
+static void dot_cols(const int8_t *wa, const int8_t *wb, const int16_t *col, int32_t taps,
+                     int32_t slot, int32_t *acc)
+{
+    const int32_t taps4 = taps & ~3;
+    const int16_t *c = col + 4 * slot;
+    const int16_t *tail = col + 2 * taps4 + slot * (taps - taps4);
+    int32_t a = acc[0], b = acc[1], k;
+    for (k = 0; k < taps4; k += 4, c += 8) {
+        const uint32_t w_a = mcutl_ld32(wa + k);
+        const uint32_t x02 = mcutl_ld32(c), x13 = mcutl_ld32(c + 2);
+        a = mcutl_smlad(mcutl_sxtb16(w_a), x02, a);
+        a = mcutl_smlad(mcutl_sxtb16_ror8(w_a), x13, a);
+        if (wb != 0) {
+            const uint32_t w_b = mcutl_ld32(wb + k);
+            b = mcutl_smlad(mcutl_sxtb16(w_b), x02, b);
+            b = mcutl_smlad(mcutl_sxtb16_ror8(w_b), x13, b);
+        }
+    }
+    for (k = taps4; k < taps; ++k) {
+        a += wa[k] * tail[k - taps4];
+        if (wb != 0) {
+            b += wb[k] * tail[k - taps4];
+        }
+    }
+    acc[0] = a;
+    acc[1] = b;
+}
+
+/*
+ * Output channels [0, out_c) of one or two pixels (two == 0: slot 0 only) from their
+ * columns in col, written to out0/out1 (NHWC: out_c consecutive bytes each).
+ */
+static void mat_mult(const mcutl_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                     int32_t out_c, int32_t taps, const int16_t *col, int two, int8_t *out0,
+                     int8_t *out1)
+{
+    const int32_t taps4 = taps & ~3;
+    int32_t oc;
+    for (oc = 0; oc < out_c; oc += 2) {
+        const int pair = oc + 1 < out_c; /* else an odd channel count's last channel */
+        const int8_t *wa = filter + oc * taps;
+        const int8_t *wb = pair ? wa + taps : 0;
+        const mcutl_fast_requant_t qa =
+            mcutl_fast_requant_params(p->output_multiplier[oc], p->output_shift[oc]);
+        const int32_t ba = bias != 0 ? bias[oc] : 0;
+        const int32_t bb = bias != 0 && pair ? bias[oc + 1] : 0;
+        int32_t acc[4];
+        acc[0] = ba;
+        acc[1] = bb;
+        if (two && pair) {
+            const int32_t tail = taps - taps4;
+            const int16_t *t0 = col + 2 * taps4, *t1 = t0 + tail;
+            int32_t k;
+            acc[2] = ba;
+            acc[3] = bb;
+            block_2x2(wa, wb, col, taps4 >> 2, acc);
+            for (k = 0; k < tail; ++k) {
+                acc[0] += wa[taps4 + k] * t0[k];
+                acc[1] += wb[taps4 + k] * t0[k];
+                acc[2] += wa[taps4 + k] * t1[k];
+                acc[3] += wb[taps4 + k] * t1[k];
+            }
+        } else {
+            dot_cols(wa, wb, col, taps, 0, acc);
+            if (two) {
+                acc[2] = ba;
+                acc[3] = bb;
+                dot_cols(wa, wb, col, taps, 1, acc + 2);
+            }
+        }
+        out0[oc] = finish(acc[0], qa, p);
+        if (two) {
+            out1[oc] = finish(acc[2], qa, p);
+        }
+        if (pair) {
+            const mcutl_fast_requant_t qb = mcutl_fast_requant_params(
+                p->output_multiplier[oc + 1], p->output_shift[oc + 1]);
+            out0[oc + 1] = finish(acc[1], qb, p);
+            if (two) {
+                out1[oc + 1] = finish(acc[3], qb, p);
+            }
+        }
+    }
+}
+
+mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
+                                   const mcutl_dims_t *input_dims, const int8_t *input,
+                                   const mcutl_dims_t *filter_dims, const int8_t *filter,
+                                   const int32_t *bias,
+                                   const mcutl_dims_t *output_dims, int8_t *output,
+                                   void *scratch)
+{
+    int32_t b, pix, taps, in_h, in_w, in_c, out_w, out_c, pixels;
+    int16_t *col;
+
+    if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
+                            output)) {
+        return MCUTL_KERNEL_ARG_ERROR;
+    }
+    taps = conv_taps(filter_dims);
+    if (params->groups != 1 ||
+        !mcutl_fast_requant_ok(params->output_multiplier, params->output_shift, bias,
+                               output_dims->c, taps)) {
+        return mcutl_conv2d_s8(params, input_dims, input, filter_dims, filter, bias,
+                               output_dims, output);
+    }
+    if (scratch == 0) {
+        return MCUTL_KERNEL_ARG_ERROR;
+    }
+    in_h = input_dims->h;
+    in_w = input_dims->w;
+    in_c = input_dims->c;
+    out_w = output_dims->w;
+    out_c = output_dims->c;
+    pixels = output_dims->h * out_w;
+    col = (int16_t *)scratch;
+
+    for (b = 0; b < input_dims->n; ++b) {
+        const int8_t *in_batch = input + b * in_h * in_w * in_c;
+        int8_t *out_batch = output + b * pixels * out_c;
+        /* pixels in pairs, in output order (a pair may span two rows) */
+        for (pix = 0; pix < pixels; pix += 2) {
+            const int32_t n = pixels - pix >= 2 ? 2 : 1;
+            int32_t i;
+            for (i = 0; i < n; ++i) {
+                const int32_t oy = (pix + i) / out_w, ox = (pix + i) % out_w;
+                im2col(params, in_batch, in_h, in_w, in_c, filter_dims->h, filter_dims->w,
+                       oy * params->stride_h - params->pad_top,
+                       ox * params->stride_w - params->pad_left, col, i);
+            }
+            mat_mult(params, filter, bias, out_c, taps, col, n == 2,
+                     out_batch + pix * out_c, n == 2 ? out_batch + (pix + 1) * out_c : 0);
+        }
+    }
+    return MCUTL_KERNEL_OK;
+}

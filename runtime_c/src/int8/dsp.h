@@ -1,0 +1,196 @@
+/*
+ * dsp.h - what the DSP kernel variants (*_dsp.c) share (not part of the public API):
+ * the Armv7E-M SIMD instructions they use, and an exact fast requantisation.
+ *
+ * On a core with the DSP extension (Cortex-M4/M7: __ARM_FEATURE_DSP) the instructions
+ * are the ACLE intrinsics (SMMULR, which ACLE lacks, is one line of inline assembly).
+ * Elsewhere (the host build, a Cortex-M0) each is a C function computing the same
+ * 32-bit result, so the DSP kernels compile and give the same bits everywhere: the host
+ * tests exercise the same code paths that run on the device.
+ */
+#ifndef MCUTL_INT8_DSP_H
+#define MCUTL_INT8_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define MCUTL_HAVE_DSP 1
+#else
+#define MCUTL_HAVE_DSP 0
+#endif
+
+/* An unaligned 32-bit load (one LDR on Cortex-M3 and later). */
+static inline uint32_t mcutl_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void mcutl_st32(void *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+#if MCUTL_HAVE_DSP
+
+/* Bytes 0 and 2 of x, sign-extended into the two int16 halves (SXTB16). */
+static inline uint32_t mcutl_sxtb16(uint32_t x)
+{
+    return (uint32_t)__sxtb16((int8x4_t)x);
+}
+
+/* Bytes 1 and 3 of x, sign-extended (SXTB16 x, ROR #8: one instruction, which GCC 12
+ * does not form from __sxtb16 of a rotation). */
+static inline uint32_t mcutl_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* Halfword-wise a - b, int16 wrap-around (SSUB16). */
+static inline uint32_t mcutl_ssub16(uint32_t a, uint32_t b)
+{
+    return (uint32_t)__ssub16((int16x2_t)a, (int16x2_t)b);
+}
+
+/* acc + lo(a) * lo(b) + hi(a) * hi(b), int16 halves (SMLAD). */
+static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+
+/* (a * b + 2^31) >> 32, rounded high word of the 64-bit product (SMMULR). */
+static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+#else /* the same results in C */
+
+static inline uint32_t mcutl_half(int32_t v)
+{
+    return (uint32_t)v & 0xFFFFu;
+}
+
+static inline int32_t mcutl_lo16(uint32_t x)
+{
+    return (int32_t)(x & 0xFFFFu) - (int32_t)((x & 0x8000u) << 1);
+}
+
+static inline int32_t mcutl_hi16(uint32_t x)
+{
+    return mcutl_lo16(x >> 16);
+}
+
+static inline int32_t mcutl_byte(uint32_t x, int which)
+{
+    const uint32_t b = (x >> (8 * which)) & 0xFFu;
+    return (int32_t)b - (int32_t)((b & 0x80u) << 1);
+}
+
+static inline uint32_t mcutl_sxtb16(uint32_t x)
+{
+    return mcutl_half(mcutl_byte(x, 0)) | (mcutl_half(mcutl_byte(x, 2)) << 16);
+}
+
+static inline uint32_t mcutl_sxtb16_ror8(uint32_t x)
+{
+    return mcutl_half(mcutl_byte(x, 1)) | (mcutl_half(mcutl_byte(x, 3)) << 16);
+}
+
+static inline uint32_t mcutl_ssub16(uint32_t a, uint32_t b)
+{
+    return mcutl_half(mcutl_lo16(a) - mcutl_lo16(b)) |
+           (mcutl_half(mcutl_hi16(a) - mcutl_hi16(b)) << 16);
+}
+
+static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    /* modular, as the instruction (the kernels' sums never wrap) */
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcutl_lo16(a) * mcutl_lo16(b)) +
+                     (uint32_t)(mcutl_hi16(a) * mcutl_hi16(b)));
+}
+
+static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
+{
+    const int64_t v = (int64_t)a * (int64_t)b + (INT64_C(1) << 31);
+    /* floor(v / 2^32) without the implementation-defined >> of a negative value */
+    return (int32_t)(v >= 0 ? v / (INT64_C(1) << 32)
+                            : -((-v + (INT64_C(1) << 32) - 1) / (INT64_C(1) << 32)));
+}
+
+#endif
+
+/*
+ * Fast requantisation, bit-exact with mcutl_requantize() (TFLite's double rounding)
+ * when |x * 2^left| < 2^29 and right <= 30 (mcutl_fast_requant_ok() checks a layer
+ * once per call; a kernel that cannot prove it for every output uses the portable
+ * kernel instead).
+ *
+ * Why it is exact: SaturatingRoundingDoublingHighMul(a, m) is a * m / 2^31 rounded to
+ * nearest with ties upward, i.e. floor((a * m + 2^30) / 2^31) for every a, m except
+ * a == m == INT32_MIN (checked: truncation toward zero after the sign-dependent nudge
+ * is the same floor). With u = 2a (no overflow for |a| < 2^30) that is
+ * floor((u * m + 2^31) / 2^32) = SMMULR(u, m): one instruction.
+ * RoundingDivideByPOT(r, e) is r / 2^e rounded to nearest with ties away from zero;
+ * the same value for 2r and e + 1, which is floor((2r + 2^e - [r < 0]) / 2^(e + 1)):
+ * exact for e = 0 too, and with |a| < 2^29 (so |r| < 2^29), e <= 30 nothing overflows.
+ */
+typedef struct {
+    int32_t multiplier; /* QuantizeMultiplier() mantissa */
+    int32_t pre_shift;  /* left + 1: the doubling that makes SMMULR a SRDHM */
+    int32_t round;      /* 2^right */
+    int32_t post_shift; /* right + 1 */
+} mcutl_fast_requant_t;
+
+static inline mcutl_fast_requant_t mcutl_fast_requant_params(int32_t multiplier, int32_t shift)
+{
+    mcutl_fast_requant_t q;
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    q.multiplier = multiplier;
+    q.pre_shift = left + 1;
+    q.round = (int32_t)(UINT32_C(1) << right);
+    q.post_shift = right + 1;
+    return q;
+}
+
+static inline int32_t mcutl_fast_requantize(int32_t x, mcutl_fast_requant_t q)
+{
+    /* x * 2^(left + 1) cannot overflow (|x * 2^left| < 2^29); shifted as unsigned so
+     * that a negative x stays defined behaviour in C99. */
+    const int32_t r = mcutl_smmulr((int32_t)((uint32_t)x << q.pre_shift), q.multiplier);
+    const int32_t t = (int32_t)((uint32_t)r << 1) + q.round - (int32_t)((uint32_t)r >> 31);
+    return t < 0 ? ~(~t >> q.post_shift) : (t >> q.post_shift);
+}
+
+/*
+ * Whether mcutl_fast_requantize() equals mcutl_requantize() for every accumulator a
+ * layer can produce: |acc| <= taps * 128 * 255 + |bias[c]| (an int8 weight times an
+ * input minus its zero point, summed over the taps, plus the bias), and that bound
+ * times 2^left below 2^29, right shift <= 30, for every output channel.
+ */
+static inline int mcutl_fast_requant_ok(const int32_t *multiplier, const int32_t *shift,
+                                        const int32_t *bias, int32_t channels, int64_t taps)
+{
+    int32_t c;
+    for (c = 0; c < channels; ++c) {
+        const int64_t b = bias != 0 ? (bias[c] < 0 ? -(int64_t)bias[c] : bias[c]) : 0;
+        const int32_t left = shift[c] > 0 ? shift[c] : 0;
+        if (shift[c] < -30 || left > 29 || multiplier[c] == INT32_MIN) {
+            return 0;
+        }
+        if (taps * 128 * 255 + b >= (INT64_C(1) << (29 - left))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+#endif /* MCUTL_INT8_DSP_H */
