@@ -265,6 +265,7 @@ class Int8Lib:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.last_dw_buffer_size = -1  # what the last DSP depthwise call asked for
         self.lib = ctypes.CDLL(str(path))
         got = list((ctypes.c_long * len(_expected_layout())).in_dll(self.lib, "mcutl_test_layout"))
         if got != _expected_layout():
@@ -279,6 +280,10 @@ class Int8Lib:
             "mcutl_conv2d_s8_dsp_get_buffer_size": [ctypes.POINTER(CConvParams), pD],
             "mcutl_depthwise_conv2d_s8": [ctypes.POINTER(CDwConvParams), pD, _p_i8, pD, _p_i8,
                                           _p_i32, pD, _p_i8],
+            "mcutl_depthwise_conv2d_s8_dsp": [ctypes.POINTER(CDwConvParams), pD, _p_i8, pD,
+                                              _p_i8, _p_i32, pD, _p_i8, ctypes.c_void_p],
+            "mcutl_depthwise_conv2d_s8_dsp_get_buffer_size": [ctypes.POINTER(CDwConvParams),
+                                                              pD, pD, pD],
             "mcutl_fully_connected_s8": [ctypes.POINTER(CFcParams), _i32, _i32, _p_i8, _i32,
                                          _p_i8, _p_i32, _p_i8],
             "mcutl_add_s8": [ctypes.POINTER(CAddParams), _p_i8, _p_i8, _p_i8, _i32],
@@ -335,7 +340,9 @@ class Int8Lib:
             ctypes.byref(_conv_params(p, mult, shift)), ctypes.byref(_dims(filter_shape))))
 
     def depthwise_conv2d_s8(self, p: DepthwiseConvParams, x: npt.ArrayLike, f: npt.ArrayLike,
-                            bias: npt.ArrayLike | None, out_hw: tuple[int, int]) -> np.ndarray:
+                            bias: npt.ArrayLike | None, out_hw: tuple[int, int],
+                            kernels: str = "portable", scratch: bool = True) -> np.ndarray:
+        """``kernels="dsp"``: the DSP variant, as ``conv2d_s8``."""
         xa, fa, ba = _i8(x), _i8(f), _opt_i32(bias)
         mult = np.ascontiguousarray(p.output_multiplier, dtype=np.int32)
         shift = np.ascontiguousarray(p.output_shift, dtype=np.int32)
@@ -344,11 +351,21 @@ class Int8Lib:
                            p.depth_multiplier, p.act_min, p.act_max,
                            _ptr_i32(mult), _ptr_i32(shift))
         out = np.empty((xa.shape[0], out_hw[0], out_hw[1], fa.shape[3]), dtype=np.int8)
-        st = self.lib.mcutl_depthwise_conv2d_s8(
-            ctypes.byref(cp), ctypes.byref(_dims(xa.shape)), _ptr_i8(xa),
-            ctypes.byref(_dims(fa.shape)), _ptr_i8(fa), _ptr_i32(ba),
-            ctypes.byref(_dims(out.shape)), _ptr_i8(out))
-        self._check(st, "mcutl_depthwise_conv2d_s8")
+        args = [ctypes.byref(cp), ctypes.byref(_dims(xa.shape)), _ptr_i8(xa),
+                ctypes.byref(_dims(fa.shape)), _ptr_i8(fa), _ptr_i32(ba),
+                ctypes.byref(_dims(out.shape)), _ptr_i8(out)]
+        if kernels == "dsp":
+            size = self.lib.mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(
+                ctypes.byref(cp), ctypes.byref(_dims(xa.shape)), ctypes.byref(_dims(fa.shape)),
+                ctypes.byref(_dims(out.shape)))
+            self.last_dw_buffer_size = int(size)
+            buf = np.full((size + 3) // 4 + 1, 0x5A5A5A5A, np.int32)
+            st = self.lib.mcutl_depthwise_conv2d_s8_dsp(
+                *args, buf.ctypes.data_as(ctypes.c_void_p) if scratch else None)
+            self._check(st, "mcutl_depthwise_conv2d_s8_dsp")
+        else:
+            st = self.lib.mcutl_depthwise_conv2d_s8(*args)
+            self._check(st, "mcutl_depthwise_conv2d_s8")
         return out
 
     def fully_connected_s8(self, p: FullyConnectedParams, x: npt.ArrayLike, f: npt.ArrayLike,

@@ -132,3 +132,52 @@ def test_conv2d_dsp_buffer_size_matches_the_planner(clib: Int8Lib) -> None:
         p = dataclasses.replace(p, groups=groups)
         assert clib.conv2d_s8_dsp_buffer_size(p, shape) == conv_dsp_scratch_bytes(shape,
                                                                                  groups)
+
+
+@SETTINGS
+@given(conv_cases(depthwise=True))
+def test_depthwise_conv2d_dsp_equals_portable(clib: Int8Lib, c: dict[str, Any]) -> None:
+    from mcutl.ops.conv import dw_dsp_scratch_bytes
+
+    rng = np.random.default_rng(c["seed"])
+    c_out = c["c_in"] * c["dm"]
+    s_in, s_w, s_out = _scales(rng, c, c_out, c["kh"] * c["kw"])
+    p = fp.depthwise_conv_params(s_in, c["zp_in"], s_w, s_out, c["zp_out"], c_out,
+                                 stride=c["stride"], dilation=c["dil"], pad=c["pad"],
+                                 depth_multiplier=c["dm"], activation=c["act"])
+    x = rng.integers(-128, 128, (c["n"], c["h"], c["w"], c["c_in"])).astype(np.int8)
+    wq = rng.integers(-127, 128, (1, c["kh"], c["kw"], c_out)).astype(np.int8)
+    bias = (rng.normal(0, 5400 * c["kh"] * c["kw"], c_out).round().astype(np.int32)
+            if c["with_bias"] else None)
+    want = ref.depthwise_conv2d_s8(p, x, wq, bias, c["out"])
+    np.testing.assert_array_equal(clib.depthwise_conv2d_s8(p, x, wq, bias, c["out"]), want)
+    got = clib.depthwise_conv2d_s8(p, x, wq, bias, c["out"], kernels="dsp")
+    np.testing.assert_array_equal(got, want)
+    # what the C asks for is what mcutl plans into the arena
+    assert clib.last_dw_buffer_size == dw_dsp_scratch_bytes(
+        x.shape, wq.shape, (c["n"], *c["out"], c_out), c["stride"][1], c["pad"][1], c["dm"],
+        c["dil"][1])
+
+
+def test_depthwise_dsp_takes_its_fast_path_and_hands_back_the_rest(clib: Int8Lib) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 6, 7, 8)).astype(np.int8)
+    for dm, dil, bias_value, fast in ((1, (1, 1), 1000, True), (1, (2, 1), 1000, True),
+                                      (2, (1, 1), 1000, False), (1, (1, 2), 1000, False),
+                                      (1, (1, 1), 600_000_000, False)):
+        c_out = 8 * dm
+        p = fp.depthwise_conv_params(0.05, 3, np.full(c_out, 0.01, np.float32), 0.02, -4,
+                                     c_out, pad=(1, 1), dilation=dil, depth_multiplier=dm,
+                                     activation="RELU")
+        wq = rng.integers(-127, 128, (1, 3, 3, c_out)).astype(np.int8)
+        bias = np.full(c_out, bias_value, np.int32)
+        out_hw = (6 - 2 * (dil[0] - 1), 7 - 2 * (dil[1] - 1))
+        want = ref.depthwise_conv2d_s8(p, x, wq, bias, out_hw)
+        if fast:  # the SIMD path: it needs its scratch
+            with pytest.raises(KernelError):
+                clib.depthwise_conv2d_s8(p, x, wq, bias, out_hw, kernels="dsp", scratch=False)
+            got = clib.depthwise_conv2d_s8(p, x, wq, bias, out_hw, kernels="dsp")
+        else:  # the portable kernel, which needs none
+            got = clib.depthwise_conv2d_s8(p, x, wq, bias, out_hw, kernels="dsp",
+                                           scratch=False)
+        np.testing.assert_array_equal(got, want)

@@ -370,7 +370,8 @@ def test_depthwise_conv2d(clib: Int8Lib, c: dict[str, Any]) -> None:
                                  depth_multiplier=dm, activation=c["act"])
     got_c = clib.depthwise_conv2d_s8(p, xq, wq, bias, (ho, wo))
     got_np = ref.depthwise_conv2d_s8(p, xq, wq, bias, (ho, wo))
-    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np)
+    got_dsp = clib.depthwise_conv2d_s8(p, xq, wq, bias, (ho, wo), kernels="dsp")
+    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np, c_dsp=got_dsp)
 
 
 # --------------------------------------------------------------------------- FULLY_CONNECTED

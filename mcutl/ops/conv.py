@@ -34,6 +34,22 @@ def conv_dsp_scratch_bytes(filter_shape: tuple[int, ...], groups: int) -> int:
     return 0 if groups != 1 else 2 * kh * kw * cg * 2
 
 
+def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, ...],
+                         output_shape: tuple[int, ...], stride_w: int, pad_left: int,
+                         depth_multiplier: int, dilation_w: int = 1) -> int:
+    """mcutl_depthwise_conv2d_s8_dsp_get_buffer_size: the weights as int16 pairs, a
+    per-channel table (requantisation and bias, 20 B), KH transposed int16 input rows
+    and a row of zeros (layers it leaves to the portable kernel: none)."""
+    _, kh, kw, ch = (int(v) for v in filter_shape)
+    if depth_multiplier != 1 or dilation_w != 1 or kh > 16:
+        return 0
+    pairs = (kw + 1) // 2
+    need = max((int(output_shape[2]) - 1) * stride_w + 2 * pairs,
+               pad_left + int(input_shape[2]))
+    cols = (need + 1) & ~1
+    return 4 * ch * kh * pairs + 20 * ch + 2 * (kh * ch * cols + cols)
+
+
 def conv_kind(node: Node, graph: Graph) -> str:
     """'depthwise' | 'pointwise' | 'grouped' | 'standard' (what kernel the node needs)."""
     c_in = graph.tensors[node.inputs[0]].shape[-1]
@@ -119,9 +135,13 @@ class Conv2d(OpDef):
         kernels' get_buffer_size partners compute the same)."""
         if kernels != "dsp":
             return 0
-        w = graph.tensors[node.inputs[1]]
+        x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
         if conv_kind(node, graph) == "depthwise":
-            return 0
+            y = graph.tensors[node.outputs[0]]
+            _, left, _, _ = attr_pad(node)
+            return dw_dsp_scratch_bytes(x.shape, (1, *w.shape[1:3], w.shape[0]), y.shape,
+                                        attr_pair(node, "stride")[1], left,
+                                        w.shape[0] // x.shape[3])
         return conv_dsp_scratch_bytes(w.shape, int(node.attrs.get("groups", 1)))
 
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:

@@ -153,17 +153,14 @@ int main(void)
             p.act_max = w[12];
             p.output_multiplier = mult;
             p.output_shift = shift;
-#ifdef MCUTL_TEST_HAVE_DW_DSP
             if (kernels == 1) {
-                if (mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(&p, &in_d, &f_d) >
+                if (mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(&p, &in_d, &f_d, &out_d) >
                     (int32_t)SCRATCH_BYTES) {
                     fail("fw_int8_kernels: scratch too small\n");
                 }
                 status = mcutl_depthwise_conv2d_s8_dsp(&p, &in_d, input, &f_d, filter, bias,
                                                        &out_d, output, scratch);
-            } else
-#endif
-            {
+            } else {
                 status = mcutl_depthwise_conv2d_s8(&p, &in_d, input, &f_d, filter, bias,
                                                    &out_d, output);
             }

@@ -191,6 +191,35 @@ mcutl_status_t mcutl_depthwise_conv2d_s8(const mcutl_dw_conv_params_t *params,
                                          const int32_t *bias,
                                          const mcutl_dims_t *output_dims, int8_t *output);
 
+/**
+ * @brief Scratch bytes mcutl_depthwise_conv2d_s8_dsp needs: the weights packed as int16
+ *        pairs (4 * C * KH * ceil(KW / 2)) and KH input rows transposed to int16
+ *        (2 * KH * C * cols, cols = max((W_out - 1) * stride_w + 2 * ceil(KW / 2),
+ *        pad_left + W_in) rounded up to even); 0 for layers it hands to the portable
+ *        kernel (depth multiplier > 1, dilation_w > 1, KH > 16).
+ */
+int32_t mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(const mcutl_dw_conv_params_t *params,
+                                                      const mcutl_dims_t *input_dims,
+                                                      const mcutl_dims_t *filter_dims,
+                                                      const mcutl_dims_t *output_dims);
+
+/**
+ * @brief mcutl_depthwise_conv2d_s8 for cores with the DSP extension: input rows
+ *        transposed per channel so that two horizontal taps are one SMLAD. The same
+ *        arguments and bit for bit the same output as mcutl_depthwise_conv2d_s8 (which
+ *        it calls for the layers it does not cover, see the buffer size).
+ *
+ * @param[in,out] scratch  mcutl_depthwise_conv2d_s8_dsp_get_buffer_size() bytes, 4-byte
+ *                         aligned, not overlapping the tensors (NULL only if that is 0)
+ */
+mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *params,
+                                             const mcutl_dims_t *input_dims,
+                                             const int8_t *input,
+                                             const mcutl_dims_t *filter_dims,
+                                             const int8_t *filter, const int32_t *bias,
+                                             const mcutl_dims_t *output_dims, int8_t *output,
+                                             void *scratch);
+
 /* ------------------------------------------------------------------------ */
 /* FULLY_CONNECTED                                                           */
 /* ------------------------------------------------------------------------ */

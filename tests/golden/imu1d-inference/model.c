@@ -154,38 +154,38 @@ static const mcutl_fc_params_t addmm_params = {
 
 int8_t *mcutl_model_input(void)
 {
-    return (mcutl_arena + 1920);
+    return (mcutl_arena + 1600);
 }
 
 const int8_t *mcutl_model_output(void)
 {
-    return (mcutl_arena + 48);
+    return (mcutl_arena + 0);
 }
 
 int mcutl_model_infer(void)
 {
     /* 0: conv2d 'convolution' standard 1x5/1: 1x1x100x6 -> 1x1x100x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 1920), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 320), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 1600), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 0), (mcutl_arena + 2208)) != MCUTL_KERNEL_OK) {
         return 1;
     }
     /* 1: conv2d 'convolution_1' standard 1x5/1: 1x1x100x16 -> 1x1x50x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 320), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 1920), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 0), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 4592), (mcutl_arena + 1600)) != MCUTL_KERNEL_OK) {
         return 2;
     }
     /* 2: conv2d 'convolution_2' depthwise 1x5/1: 1x1x50x32 -> 1x1x25x32 */
-    if (mcutl_depthwise_conv2d_s8(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 1920), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 4592), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 6192), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 3;
     }
     /* 3: conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 0), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 800), (mcutl_arena + 2000)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 6192), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 0), (mcutl_arena + 1200)) != MCUTL_KERNEL_OK) {
         return 4;
     }
     /* 4: global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
-    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 800), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 0), -128, 127, (mcutl_arena + 1200)) != MCUTL_KERNEL_OK) {
         return 5;
     }
     /* 5: linear 'addmm': 1x48 -> 1x4 */
-    if (mcutl_fully_connected_s8(&addmm_params, 1, 48, (mcutl_arena + 0), 4, addmm_weights, addmm_bias, (mcutl_arena + 48)) != MCUTL_KERNEL_OK) {
+    if (mcutl_fully_connected_s8(&addmm_params, 1, 48, (mcutl_arena + 1200), 4, addmm_weights, addmm_bias, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 6;
     }
     return 0;
