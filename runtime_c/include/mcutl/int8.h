@@ -120,8 +120,8 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
 
 /**
  * @brief Scratch bytes mcutl_conv2d_s8_dsp needs: two int16 columns of
- *        KH * KW * C_in taps when groups == 1, else 0 (a grouped convolution runs the
- *        portable kernel).
+ *        KH * KW * C_in taps and 20 B per output channel when groups == 1, else 0 (a
+ *        grouped convolution runs the portable kernel).
  */
 int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,
                                             const mcutl_dims_t *filter_dims);
@@ -193,10 +193,10 @@ mcutl_status_t mcutl_depthwise_conv2d_s8(const mcutl_dw_conv_params_t *params,
 
 /**
  * @brief Scratch bytes mcutl_depthwise_conv2d_s8_dsp needs: the weights packed as int16
- *        pairs (4 * C * KH * ceil(KW / 2)) and KH input rows transposed to int16
- *        (2 * KH * C * cols, cols = max((W_out - 1) * stride_w + 2 * ceil(KW / 2),
- *        pad_left + W_in) rounded up to even); 0 for layers it hands to the portable
- *        kernel (depth multiplier > 1, dilation_w > 1, KH > 16).
+ *        pairs (4 * C * KH * ceil(KW / 2)), 20 B per channel, KH input rows transposed
+ *        to int16 and a row of zeros (2 * (KH * C + 1) * cols, cols = max((W_out - 1) *
+ *        stride_w + 2 * ceil(KW / 2), pad_left + W_in) rounded up to even); 0 for layers
+ *        it hands to the portable kernel (depth multiplier > 1, dilation_w > 1, KH > 16).
  */
 int32_t mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(const mcutl_dw_conv_params_t *params,
                                                       const mcutl_dims_t *input_dims,

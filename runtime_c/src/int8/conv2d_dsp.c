@@ -24,6 +24,13 @@
 #include "fixedpoint.h"
 #include "window.h"
 
+/* Per output channel, computed once per call (in the scratch, after the columns): its
+ * requantisation and bias. */
+typedef struct {
+    mcutl_fast_requant_t q;
+    int32_t bias;
+} conv_chan_t;
+
 /* Taps of one receptive field: KH * KW * C_in (groups == 1). */
 static int32_t conv_taps(const mcutl_dims_t *filter_dims)
 {
@@ -36,7 +43,8 @@ int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,
     if (params == 0 || filter_dims == 0 || params->groups != 1) {
         return 0; /* grouped: the portable kernel, no scratch */
     }
-    return 2 * conv_taps(filter_dims) * (int32_t)sizeof(int16_t);
+    return 2 * conv_taps(filter_dims) * (int32_t)sizeof(int16_t) +
+           filter_dims->n * (int32_t)sizeof(conv_chan_t);
 }
 
 /*
@@ -110,49 +118,75 @@ static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t
     }
 }
 
+/* What every output shares, copied out of the params: the int8 stores may alias any
+ * memory, so GCC would reload the params' fields after each one. */
+typedef struct {
+    int32_t zp, lo, hi;
+} conv_out_t;
+
 /* Requantise, add the output zero point, clamp: one int8 output. */
-static inline int8_t finish(int32_t acc, mcutl_fast_requant_t q, const mcutl_conv_params_t *p)
+static inline int8_t finish(int32_t acc, const mcutl_fast_requant_t *q, conv_out_t o)
 {
-    const int32_t v = mcutl_fast_requantize(acc, q) + p->output_zero_point;
-    return (int8_t)mcutl_clamp32(v, p->act_min, p->act_max);
+    const int32_t v = mcutl_fast_requantize(acc, *q) + o.zp;
+    return (int8_t)mcutl_clamp32(v, o.lo, o.hi);
 }
 
+/* What every 2 x 2 block of a call shares. */
+typedef struct {
+    int32_t taps;    /* KH * KW * C_in */
+    int32_t groups4; /* taps / 4 */
+    conv_out_t o;
+} conv_geom_t;
+
 /*
- * The inner loop of the 2 x 2 block: acc[0..3] += (channel a, pixel 0), (b, 0), (a, 1),
- * (b, 1) over groups4 groups of four taps. A function of its own so that GCC keeps its
- * 13 live values in registers (inlined into its caller it spills to the stack).
+ * A 2 x 2 block: channels ka and ka + 1 (weights wa, and wa + taps) of the two pixels
+ * whose columns are in col, written to out0[0..1] and out1[0..1]. The inner loop takes
+ * per group of four taps two weight loads, two LDRD of the columns, four SXTB16 and
+ * eight SMLAD: 18 instructions for 16 MACs. A function of its own so that GCC keeps the
+ * loop's 13 live values in registers (inlined into its caller, or unrolled, it spills
+ * them to the stack), and the requantisation in it so that the sums stay in registers.
  */
-static __attribute__((noinline)) void block_2x2(const int8_t *wa, const int8_t *wb,
-                                                const int16_t *col, int32_t groups4,
-                                                int32_t *acc)
+static __attribute__((noinline)) void block_2x2(const int8_t *wa, const int16_t *col,
+                                                const conv_chan_t *ka, const conv_geom_t *g,
+                                                int8_t *out0, int8_t *out1)
 {
-    int32_t a0 = acc[0], b0 = acc[1], a1 = acc[2], b1 = acc[3];
-    const int16_t *const end = col + 8 * groups4;
-    while (col < end) {
+    const int8_t *wb = wa + g->taps;
+    int32_t a0 = ka[0].bias, b0 = ka[1].bias, a1 = a0, b1 = b0;
+    const uint32_t *c = (const uint32_t *)(const void *)col; /* 4-byte aligned scratch */
+    const uint32_t *const end = c + 4 * g->groups4;
+    int32_t k;
+    while (c < end) {
         const uint32_t w_a = mcutl_ld32(wa), w_b = mcutl_ld32(wb);
-        uint32_t wa_ = mcutl_sxtb16(w_a), wb_ = mcutl_sxtb16(w_b);
-        uint32_t x = mcutl_ld32(col);
-        a0 = mcutl_smlad(wa_, x, a0);
-        b0 = mcutl_smlad(wb_, x, b0);
-        x = mcutl_ld32(col + 4);
-        a1 = mcutl_smlad(wa_, x, a1);
-        b1 = mcutl_smlad(wb_, x, b1);
+        uint32_t wa_ = mcutl_sxtb16(w_a), wb_ = mcutl_sxtb16(w_b), x02, x13;
+        c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 0: taps (0, 2), (1, 3) */
+        a0 = mcutl_smlad(wa_, x02, a0);
+        b0 = mcutl_smlad(wb_, x02, b0);
         wa_ = mcutl_sxtb16_ror8(w_a);
         wb_ = mcutl_sxtb16_ror8(w_b);
-        x = mcutl_ld32(col + 2);
-        a0 = mcutl_smlad(wa_, x, a0);
-        b0 = mcutl_smlad(wb_, x, b0);
-        x = mcutl_ld32(col + 6);
-        a1 = mcutl_smlad(wa_, x, a1);
-        b1 = mcutl_smlad(wb_, x, b1);
+        a0 = mcutl_smlad(wa_, x13, a0);
+        b0 = mcutl_smlad(wb_, x13, b0);
+        c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 1 */
+        a1 = mcutl_smlad(wa_, x13, a1);
+        b1 = mcutl_smlad(wb_, x13, b1);
+        a1 = mcutl_smlad(mcutl_sxtb16(w_a), x02, a1);
+        b1 = mcutl_smlad(mcutl_sxtb16(w_b), x02, b1);
         wa += 4;
         wb += 4;
-        col += 8;
     }
-    acc[0] = a0;
-    acc[1] = b0;
-    acc[2] = a1;
-    acc[3] = b1;
+    if (4 * g->groups4 != g->taps) { /* the last taps % 4, in order: pixel 0's, pixel 1's */
+        const int32_t tail = g->taps - 4 * g->groups4;
+        const int16_t *t0 = (const int16_t *)(const void *)c, *t1 = t0 + tail;
+        for (k = 0; k < tail; ++k) {
+            a0 += wa[k] * t0[k];
+            b0 += wb[k] * t0[k];
+            a1 += wa[k] * t1[k];
+            b1 += wb[k] * t1[k];
+        }
+    }
+    out0[0] = finish(a0, &ka[0].q, g->o);
+    out1[0] = finish(a1, &ka[0].q, g->o);
+    out0[1] = finish(b0, &ka[1].q, g->o);
+    out1[1] = finish(b1, &ka[1].q, g->o);
 }
 
 /* acc[0] (+ acc[1] for a second channel wb) += pixel `slot`'s column times the weights,
@@ -189,55 +223,37 @@ static void dot_cols(const int8_t *wa, const int8_t *wb, const int16_t *col, int
  * Output channels [0, out_c) of one or two pixels (two == 0: slot 0 only) from their
  * columns in col, written to out0/out1 (NHWC: out_c consecutive bytes each).
  */
-static void mat_mult(const mcutl_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+static void mat_mult(const conv_chan_t *chan, conv_out_t o, const int8_t *filter,
                      int32_t out_c, int32_t taps, const int16_t *col, int two, int8_t *out0,
                      int8_t *out1)
 {
-    const int32_t taps4 = taps & ~3;
     int32_t oc;
+    conv_geom_t g;
+    g.taps = taps;
+    g.groups4 = taps >> 2;
+    g.o = o;
     for (oc = 0; oc < out_c; oc += 2) {
         const int pair = oc + 1 < out_c; /* else an odd channel count's last channel */
         const int8_t *wa = filter + oc * taps;
         const int8_t *wb = pair ? wa + taps : 0;
-        const mcutl_fast_requant_t qa =
-            mcutl_fast_requant_params(p->output_multiplier[oc], p->output_shift[oc]);
-        const int32_t ba = bias != 0 ? bias[oc] : 0;
-        const int32_t bb = bias != 0 && pair ? bias[oc + 1] : 0;
+        const conv_chan_t *ka = chan + oc;
         int32_t acc[4];
-        acc[0] = ba;
-        acc[1] = bb;
+        acc[0] = ka[0].bias;
+        acc[1] = pair ? ka[1].bias : 0;
         if (two && pair) {
-            const int32_t tail = taps - taps4;
-            const int16_t *t0 = col + 2 * taps4, *t1 = t0 + tail;
-            int32_t k;
-            acc[2] = ba;
-            acc[3] = bb;
-            block_2x2(wa, wb, col, taps4 >> 2, acc);
-            for (k = 0; k < tail; ++k) {
-                acc[0] += wa[taps4 + k] * t0[k];
-                acc[1] += wb[taps4 + k] * t0[k];
-                acc[2] += wa[taps4 + k] * t1[k];
-                acc[3] += wb[taps4 + k] * t1[k];
-            }
-        } else {
-            dot_cols(wa, wb, col, taps, 0, acc);
-            if (two) {
-                acc[2] = ba;
-                acc[3] = bb;
-                dot_cols(wa, wb, col, taps, 1, acc + 2);
-            }
+            block_2x2(wa, col, ka, &g, out0 + oc, out1 + oc);
+            continue;
         }
-        out0[oc] = finish(acc[0], qa, p);
-        if (two) {
-            out1[oc] = finish(acc[2], qa, p);
-        }
+        dot_cols(wa, wb, col, taps, 0, acc);
+        out0[oc] = finish(acc[0], &ka[0].q, o);
         if (pair) {
-            const mcutl_fast_requant_t qb = mcutl_fast_requant_params(
-                p->output_multiplier[oc + 1], p->output_shift[oc + 1]);
-            out0[oc + 1] = finish(acc[1], qb, p);
-            if (two) {
-                out1[oc + 1] = finish(acc[3], qb, p);
-            }
+            out0[oc + 1] = finish(acc[1], &ka[1].q, o);
+        }
+        if (two) {
+            acc[0] = ka[0].bias;
+            acc[1] = 0;
+            dot_cols(wa, 0, col, taps, 1, acc);
+            out1[oc] = finish(acc[0], &ka[0].q, o);
         }
     }
 }
@@ -251,6 +267,8 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
 {
     int32_t b, pix, taps, in_h, in_w, in_c, out_w, out_c, pixels;
     int16_t *col;
+    conv_chan_t *chan;
+    conv_out_t o;
 
     if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
                             output)) {
@@ -273,6 +291,15 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     out_c = output_dims->c;
     pixels = output_dims->h * out_w;
     col = (int16_t *)scratch;
+    chan = (conv_chan_t *)(col + 2 * taps);
+    for (b = 0; b < out_c; ++b) {
+        chan[b].q = mcutl_fast_requant_params(params->output_multiplier[b],
+                                              params->output_shift[b]);
+        chan[b].bias = bias != 0 ? bias[b] : 0;
+    }
+    o.zp = params->output_zero_point;
+    o.lo = params->act_min;
+    o.hi = params->act_max;
 
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *in_batch = input + b * in_h * in_w * in_c;
@@ -287,7 +314,7 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
                        oy * params->stride_h - params->pad_top,
                        ox * params->stride_w - params->pad_left, col, i);
             }
-            mat_mult(params, filter, bias, out_c, taps, col, n == 2,
+            mat_mult(chan, o, filter, out_c, taps, col, n == 2,
                      out_batch + pix * out_c, n == 2 ? out_batch + (pix + 1) * out_c : 0);
         }
     }

@@ -63,6 +63,19 @@ static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
     return __smlad((int16x2_t)a, (int16x2_t)b, acc);
 }
 
+/* Two consecutive words from a 4-byte aligned address, and the address advanced past
+ * them: one LDRD with write-back (GCC 12 does not pair the two loads itself). */
+static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, uint32_t *b)
+{
+    uint32_t x, y;
+    __asm__("ldrd %0, %1, [%2], #8"
+            : "=r"(x), "=r"(y), "+r"(p)
+            : "m"(*(const uint64_t *)p));
+    *a = x;
+    *b = y;
+    return p;
+}
+
 /* (a * b + 2^31) >> 32, rounded high word of the 64-bit product (SMMULR). */
 static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
 {
@@ -115,6 +128,13 @@ static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
     /* modular, as the instruction (the kernels' sums never wrap) */
     return (int32_t)((uint32_t)acc + (uint32_t)(mcutl_lo16(a) * mcutl_lo16(b)) +
                      (uint32_t)(mcutl_hi16(a) * mcutl_hi16(b)));
+}
+
+static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, uint32_t *b)
+{
+    *a = p[0];
+    *b = p[1];
+    return p + 2;
 }
 
 static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
