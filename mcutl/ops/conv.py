@@ -39,8 +39,9 @@ def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, 
                          output_shape: tuple[int, ...], stride_w: int, pad_left: int,
                          depth_multiplier: int, dilation_w: int = 1) -> int:
     """mcutl_depthwise_conv2d_s8_dsp_get_buffer_size: the weights as int16 pairs, a
-    per-channel table (requantisation and bias, 20 B), KH transposed int16 input rows
-    and a row of zeros (layers it leaves to the portable kernel: none)."""
+    per-channel table (requantisation and bias, 20 B), one int32 sum per output column,
+    KH transposed int16 input rows and a row of zeros (layers it leaves to the portable
+    kernel: none)."""
     _, kh, kw, ch = (int(v) for v in filter_shape)
     if depth_multiplier != 1 or dilation_w != 1 or kh > 16:
         return 0
@@ -48,7 +49,7 @@ def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, 
     need = max((int(output_shape[2]) - 1) * stride_w + 2 * pairs,
                pad_left + int(input_shape[2]))
     cols = (need + 1) & ~1
-    return 4 * ch * kh * pairs + 20 * ch + 2 * (kh * ch * cols + cols)
+    return 4 * ch * kh * pairs + 20 * ch + 4 * int(output_shape[2]) + 2 * (kh * ch * cols + cols)
 
 
 def conv_kind(node: Node, graph: Graph) -> str:

@@ -345,11 +345,11 @@ static int train_forward_to(int32_t stop)
         return 1;
     }
     /* conv2d 'convolution_1' standard 1x5/1: 1x1x100x16 -> 1x1x50x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 0), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 4592), (mcutl_arena + 1600)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 0), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 4688), (mcutl_arena + 1600)) != 0) {
         return 2;
     }
     /* conv2d 'convolution_2' depthwise 1x5/1: 1x1x50x32 -> 1x1x25x32 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 4592), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 7216), (mcutl_arena + 0)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 4688), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 7216), (mcutl_arena + 0)) != 0) {
         return 3;
     }
     /* mask of convolution_2's relu for backward */
