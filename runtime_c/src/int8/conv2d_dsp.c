@@ -65,54 +65,69 @@ static inline int32_t col_pos(int32_t k, int32_t slot, int32_t taps)
 }
 
 /*
+ * Taps k0 .. k0 + n - 1 of the column in `slot`, from n consecutive input bytes (src)
+ * or the padding (src == NULL: zeros). Aligned groups of four go a word at a time (one
+ * load, SXTB16 straight into the interleaved order, SSUB16 of the zero point), the
+ * taps before and after one at a time.
+ */
+static void put_run(int16_t *col, int32_t slot, int32_t taps, int32_t k0, const int8_t *src,
+                    int32_t n, int32_t zp)
+{
+    const int32_t end = k0 + n;
+    int32_t k = k0;
+    for (; k < end && (k & 3) != 0; ++k) {
+        col[col_pos(k, slot, taps)] = (int16_t)(src != 0 ? src[k - k0] - zp : 0);
+    }
+    if (src != 0) {
+        const uint32_t zp2 = ((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp;
+        for (; k + 4 <= end; k += 4) {
+            const uint32_t w = mcutl_ld32(src + (k - k0));
+            int16_t *dst = col + 2 * k + 4 * slot;
+            mcutl_st32(dst, mcutl_ssub16(mcutl_sxtb16(w), zp2));
+            mcutl_st32(dst + 2, mcutl_ssub16(mcutl_sxtb16_ror8(w), zp2));
+        }
+    } else {
+        for (; k + 4 <= end; k += 4) {
+            int16_t *dst = col + 2 * k + 4 * slot;
+            mcutl_st32(dst, 0);
+            mcutl_st32(dst + 2, 0);
+        }
+    }
+    for (; k < end; ++k) {
+        col[col_pos(k, slot, taps)] = (int16_t)(src != 0 ? src[k - k0] - zp : 0);
+    }
+}
+
+/*
  * One pixel's column (slot 0 or 1): the receptive field of the output pixel whose window
- * starts at input (iy0, ix0), each tap as (input - zero point) in int16, 0 in the padding.
+ * starts at input (iy0, ix0), each tap as (input - zero point) in int16, 0 in the
+ * padding. A window row inside the image is one run of KW * C_in consecutive input
+ * bytes (NHWC), so a stem with one or three channels widens a word at a time too.
  */
 static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t in_h,
                    int32_t in_w, int32_t in_c, int32_t k_h, int32_t k_w, int32_t iy0,
                    int32_t ix0, int16_t *col, int32_t slot)
 {
-    const int32_t taps = k_h * k_w * in_c;
+    const int32_t taps = k_h * k_w * in_c, row_taps = k_w * in_c;
     const int32_t zp = p->input_zero_point;
-    int32_t ky, kx, k = 0;
-    if ((in_c & 3) == 0) {
-        /* every tap's channels start a group of four: widen a word at a time, straight
-         * into the interleaved order */
-        const uint32_t zp2 = ((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp;
-        for (ky = 0; ky < k_h; ++ky) {
-            const int32_t iy = iy0 + ky * p->dilation_h;
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = ix0 + kx * p->dilation_w;
-                int16_t *dst = col + 2 * k + 4 * slot;
-                int32_t c;
-                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                    for (c = 0; c < in_c; c += 4, dst += 8) {
-                        mcutl_st32(dst, 0);
-                        mcutl_st32(dst + 2, 0);
-                    }
-                } else {
-                    const int8_t *src = in_batch + (iy * in_w + ix) * in_c;
-                    for (c = 0; c < in_c; c += 4, dst += 8) {
-                        const uint32_t w = mcutl_ld32(src + c);
-                        mcutl_st32(dst, mcutl_ssub16(mcutl_sxtb16(w), zp2));
-                        mcutl_st32(dst + 2, mcutl_ssub16(mcutl_sxtb16_ror8(w), zp2));
-                    }
-                }
-                k += in_c;
-            }
-        }
-        return;
-    }
-    /* channel counts not a multiple of four (a stem): one tap at a time */
+    const int whole_rows = p->dilation_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
+    int32_t ky, kx;
     for (ky = 0; ky < k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
-        for (kx = 0; kx < k_w; ++kx) {
-            const int32_t ix = ix0 + kx * p->dilation_w;
-            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-            const int8_t *src = in_batch + (iy * in_w + ix) * in_c;
-            int32_t c;
-            for (c = 0; c < in_c; ++c, ++k) {
-                col[col_pos(k, slot, taps)] = (int16_t)(inside ? src[c] - zp : 0);
+        const int32_t k = ky * row_taps;
+        const int8_t *row;
+        if (iy < 0 || iy >= in_h) {
+            put_run(col, slot, taps, k, 0, row_taps, zp);
+            continue;
+        }
+        row = in_batch + iy * in_w * in_c;
+        if (whole_rows) {
+            put_run(col, slot, taps, k, row + ix0 * in_c, row_taps, zp);
+        } else {
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dilation_w;
+                put_run(col, slot, taps, k + kx * in_c,
+                        ix >= 0 && ix < in_w ? row + ix * in_c : 0, in_c, zp);
             }
         }
     }
