@@ -39,7 +39,7 @@ def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, 
                          output_shape: tuple[int, ...], stride_w: int, pad_left: int,
                          depth_multiplier: int, dilation_w: int = 1) -> int:
     """mcutl_depthwise_conv2d_s8_dsp_get_buffer_size: the weights as int16 pairs, a
-    per-channel table (requantisation and bias, 20 B), one int32 sum per output column,
+    per-channel table (requantisation and bias, 20 B), the int32 sums of an output row,
     KH transposed int16 input rows and a row of zeros (layers it leaves to the portable
     kernel: none)."""
     _, kh, kw, ch = (int(v) for v in filter_shape)
@@ -49,7 +49,8 @@ def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, 
     need = max((int(output_shape[2]) - 1) * stride_w + 2 * pairs,
                pad_left + int(input_shape[2]))
     cols = (need + 1) & ~1
-    return 4 * ch * kh * pairs + 20 * ch + 4 * int(output_shape[2]) + 2 * (kh * ch * cols + cols)
+    return (4 * ch * kh * pairs + 20 * ch + 4 * ch * int(output_shape[2])
+            + 2 * (kh * ch * cols + cols))
 
 
 def conv_kind(node: Node, graph: Graph) -> str:

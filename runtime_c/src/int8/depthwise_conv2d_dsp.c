@@ -27,8 +27,8 @@
 /* Filter heights the kernel takes (its table of rows is on the stack). */
 #define MCUTL_DW_DSP_MAX_KH 16
 
-/* The scratch: packed weights, the per-channel table, one channel's sums along an output
- * row, the KH transposed rows, and a row of zeros (what a window row in the padding reads, so that every output takes the
+/* The scratch: packed weights, the per-channel table, the sums of an output row, the KH
+ * transposed rows, and a row of zeros (what a window row in the padding reads, so that every output takes the
  * same path). */
 typedef struct {
     int32_t pairs;    /* ceil(KW / 2): tap pairs per filter row */
@@ -78,7 +78,8 @@ int32_t mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(const mcutl_dw_conv_params
         return 0; /* the portable kernel, no scratch */
     }
     l = dw_layout(params, input_dims, filter_dims, output_dims);
-    return 4 * l.w_words + (int32_t)sizeof(dw_chan_t) * input_dims->c + 4 * output_dims->w +
+    return 4 * l.w_words + (int32_t)sizeof(dw_chan_t) * input_dims->c +
+           4 * input_dims->c * output_dims->w +
            2 * (filter_dims->h * l.row_halfs + l.cols);
 }
 
@@ -147,62 +148,90 @@ typedef struct {
     int32_t row_step[MCUTL_DW_DSP_MAX_KH];   /* int16 between channels (0: the zeros) */
     const uint32_t *packed;                  /* weight pairs, [C][KH][pairs] */
     const dw_chan_t *chan;                   /* [C] */
-    int32_t *sums;                           /* [W_out]: one channel's sums */
+    int32_t *sums;                           /* [C][W_out]: the row's sums */
     int32_t ch, k_h, pairs, out_w, step;     /* step: int16 columns between outputs */
     int32_t out_zp, act_min, act_max;
 } dw_out_row_t;
 
-/* One channel's sums along the output row for the common 3 x 3 (or 3 x 4) filter: the
- * six weight pairs stay in registers, each output is six loads and six SMLADs (t0..t2:
- * the window's rows at the channel). Apart from the requantisation (dw_requant_row),
- * whose constants would not fit in the registers too. */
-static __attribute__((noinline)) void dw_sums_3x2(const int16_t *t0, const int16_t *t1,
-                                                  const int16_t *t2, const uint32_t *wp,
-                                                  int32_t bias, int32_t step, int32_t n,
-                                                  int32_t *sum)
+/*
+ * The common 3 x 3 (or 3 x 4) filter, in two passes over an output row so that neither
+ * spills registers. First every channel's sums without the bias, sums[c][ox]: per
+ * channel the six weight pairs stay in registers and each output is six loads and six
+ * SMLADs; `step` (the stride) is a constant in the instantiations below.
+ */
+static inline void dw_sums_3x2(const dw_out_row_t *r, int32_t step)
 {
-    const uint32_t w00 = wp[0], w01 = wp[1], w10 = wp[2], w11 = wp[3], w20 = wp[4];
-    const uint32_t w21 = wp[5];
-    int32_t *const end = sum + n;
-    for (; sum != end; ++sum) {
-        int32_t acc = bias;
-        acc = mcutl_smlad(mcutl_ld32(t0), w00, acc);
-        acc = mcutl_smlad(mcutl_ld32(t0 + 2), w01, acc);
-        acc = mcutl_smlad(mcutl_ld32(t1), w10, acc);
-        acc = mcutl_smlad(mcutl_ld32(t1 + 2), w11, acc);
-        acc = mcutl_smlad(mcutl_ld32(t2), w20, acc);
-        acc = mcutl_smlad(mcutl_ld32(t2 + 2), w21, acc);
-        *sum = acc;
-        t0 += step;
-        t1 += step;
-        t2 += step;
+    const int32_t ch = r->ch, out_w = r->out_w;
+    const int16_t *const row0 = r->row[0], *const row1 = r->row[1], *const row2 = r->row[2];
+    const int32_t s0 = r->row_step[0], s1 = r->row_step[1], s2 = r->row_step[2];
+    const uint32_t *wp = r->packed;
+    int32_t *sum = r->sums;
+    int32_t c;
+    for (c = 0; c < ch; ++c, wp += 6) {
+        const uint32_t w00 = wp[0], w01 = wp[1], w10 = wp[2], w11 = wp[3], w20 = wp[4];
+        const uint32_t w21 = wp[5];
+        const int16_t *t0 = row0 + c * s0, *t1 = row1 + c * s1, *t2 = row2 + c * s2;
+        int32_t *const end = sum + out_w;
+        for (; sum != end; ++sum) {
+            int32_t acc = mcutl_smlad(mcutl_ld32(t0), w00, 0);
+            acc = mcutl_smlad(mcutl_ld32(t0 + 2), w01, acc);
+            acc = mcutl_smlad(mcutl_ld32(t1), w10, acc);
+            acc = mcutl_smlad(mcutl_ld32(t1 + 2), w11, acc);
+            acc = mcutl_smlad(mcutl_ld32(t2), w20, acc);
+            acc = mcutl_smlad(mcutl_ld32(t2 + 2), w21, acc);
+            *sum = acc;
+            t0 += step;
+            t1 += step;
+            t2 += step;
+        }
     }
 }
 
-/* n sums of one channel -> int8 outputs `ch` bytes apart. */
-static __attribute__((noinline)) void dw_requant_row(const int32_t *sum, int32_t n,
-                                                     const mcutl_fast_requant_t *qp,
-                                                     const dw_out_row_t *r, int8_t *o)
+static __attribute__((noinline)) void dw_sums_3x2_s1(const dw_out_row_t *r)
 {
-    const mcutl_fast_requant_t q = *qp;
-    const int32_t ch = r->ch, out_zp = r->out_zp, lo = r->act_min, hi = r->act_max;
-    const int32_t *const end = sum + n;
-    for (; sum != end; ++sum, o += ch) {
-        const int32_t v = mcutl_fast_requantize(*sum, q) + out_zp;
-        *o = (int8_t)mcutl_clamp32(v, lo, hi);
+    dw_sums_3x2(r, 1);
+}
+
+static __attribute__((noinline)) void dw_sums_3x2_s2(const dw_out_row_t *r)
+{
+    dw_sums_3x2(r, 2);
+}
+
+static __attribute__((noinline)) void dw_sums_3x2_any(const dw_out_row_t *r)
+{
+    dw_sums_3x2(r, r->step);
+}
+
+/* Then the sums plus bias, requantised, to the NHWC output row. */
+static __attribute__((noinline)) void dw_requant_rows(const dw_out_row_t *r, int8_t *out)
+{
+    const int32_t ch = r->ch, out_w = r->out_w;
+    const int32_t out_zp = r->out_zp, lo = r->act_min, hi = r->act_max;
+    const int32_t *sum = r->sums;
+    int32_t c;
+    for (c = 0; c < ch; ++c) {
+        const mcutl_fast_requant_t q = r->chan[c].q;
+        const int32_t bias = r->chan[c].bias;
+        const int32_t *const end = sum + out_w;
+        int8_t *o = out + c;
+        for (; sum != end; ++sum, o += ch) {
+            const int32_t v = mcutl_fast_requantize(*sum + bias, q) + out_zp;
+            *o = (int8_t)mcutl_clamp32(v, lo, hi);
+        }
     }
 }
 
 /* One output row, all channels, for the 3 x 3 (or 3 x 4) filter. */
 static void dw_out_row_3x2(const dw_out_row_t *r, int8_t *out)
 {
-    int32_t c;
-    for (c = 0; c < r->ch; ++c) {
-        dw_sums_3x2(r->row[0] + c * r->row_step[0], r->row[1] + c * r->row_step[1],
-                    r->row[2] + c * r->row_step[2], r->packed + 6 * c, r->chan[c].bias,
-                    r->step, r->out_w, r->sums);
-        dw_requant_row(r->sums, r->out_w, &r->chan[c].q, r, out + c);
+    if (r->step == 1) {
+        dw_sums_3x2_s1(r);
+    } else if (r->step == 2) {
+        dw_sums_3x2_s2(r);
+    } else {
+        dw_sums_3x2_any(r);
     }
+    dw_requant_rows(r, out);
 }
 
 /* Any other filter: KH rows of `pairs` tap pairs. */
@@ -267,7 +296,7 @@ mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *param
     packed = (uint32_t *)scratch;
     chan = (dw_chan_t *)(packed + l.w_words);
     r.sums = (int32_t *)(chan + ch);
-    rows = (int16_t *)(r.sums + out_w);
+    rows = (int16_t *)(r.sums + ch * out_w);
     zeros = rows + k_h * l.row_halfs;
     memset(zeros, 0, (size_t)l.cols * sizeof(int16_t));
     pack_weights(filter, k_h, filter_dims->w, ch, l.pairs, packed);

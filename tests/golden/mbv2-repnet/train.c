@@ -911,8 +911,8 @@ static const mcutl_f32_dims_t f32dims_1x7x7x64 = {
 
 /* Probe points: the int8 tensors the forward pass requantises from float (PROBE). */
 static const int8_t *const mcutl_probe_data[MCUTL_PROBE_COUNT] = {
-    (mcutl_arena + 24704), /* convolution_6 */
-    (mcutl_arena + 7968), /* convolution_12 */
+    (mcutl_arena + 26464), /* convolution_6 */
+    (mcutl_arena + 8976), /* convolution_12 */
 };
 static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 1176u, 512u };
 
@@ -921,23 +921,23 @@ static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 1176u, 512u };
 static int train_forward_to(int32_t stop)
 {
     /* conv2d 'convolution' standard 3x3/2: 1x28x28x1 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 50176), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 17504), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 50176), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 19240), (mcutl_arena + 0)) != 0) {
         return 1;
     }
     /* conv2d 'convolution_1' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 17504), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 0), (mcutl_arena + 6272)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 19240), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 6696), (mcutl_arena + 0)) != 0) {
         return 2;
     }
     /* conv2d 'convolution_2' depthwise 3x3/1: 1x14x14x32 -> 1x14x14x32 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x14x14x32, (mcutl_arena + 0), &dims_1x3x3x32, convolution_2_weights, convolution_2_bias, &dims_1x14x14x32, (mcutl_arena + 6272), (mcutl_arena + 12544)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x14x14x32, (mcutl_arena + 6696), &dims_1x3x3x32, convolution_2_weights, convolution_2_bias, &dims_1x14x14x32, (mcutl_arena + 12968), (mcutl_arena + 0)) != 0) {
         return 3;
     }
     /* conv2d 'convolution_3' pointwise 1x1/1: 1x14x14x32 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 6272), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 0), (mcutl_arena + 3136)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 12968), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 0), (mcutl_arena + 3136)) != 0) {
         return 4;
     }
     /* add 'add': 1x14x14x16, 1x14x14x16 -> 1x14x14x16 */
-    if (mcutl_add_s8(&add_params, (mcutl_arena + 17504), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != 0) {
+    if (mcutl_add_s8(&add_params, (mcutl_arena + 19240), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != 0) {
         return 5;
     }
     /* conv2d 'convolution_4' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x64 */
@@ -945,11 +945,11 @@ static int train_forward_to(int32_t stop)
         return 6;
     }
     /* conv2d 'convolution_5' depthwise 3x3/2: 1x14x14x64 -> 1x7x7x64 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_5_params, &dims_1x14x14x64, (mcutl_arena + 0), &dims_1x3x3x64, convolution_5_weights, convolution_5_bias, &dims_1x7x7x64, (mcutl_arena + 21568), (mcutl_arena + 12544)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_5_params, &dims_1x14x14x64, (mcutl_arena + 0), &dims_1x3x3x64, convolution_5_weights, convolution_5_bias, &dims_1x7x7x64, (mcutl_arena + 23328), (mcutl_arena + 12544)) != 0) {
         return 7;
     }
     /* conv2d 'convolution_6' pointwise 1x1/1: 1x7x7x64 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8_dsp(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 21568), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 24704), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 23328), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 26464), (mcutl_arena + 0)) != 0) {
         return 8;
     }
     /* m0_avgpool0: avgpool 4x4 of the dequantised x (no float copy of it) */
@@ -977,7 +977,7 @@ static int train_forward_to(int32_t stop)
         return 14;
     }
     /* connector 0: dequantise convolution_6 */
-    if (mcutl_dequantize_s8_f32((mcutl_arena + 24704), 1176, 0.03521636128425598f, 5, ((float *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_dequantize_s8_f32((mcutl_arena + 26464), 1176, 0.03521636128425598f, 5, ((float *)(mcutl_arena + 0))) != 0) {
         return 15;
     }
     /* connector 0: add module 0's output */
@@ -985,121 +985,121 @@ static int train_forward_to(int32_t stop)
         return 16;
     }
     /* connector 0: requantise the sum for the backbone */
-    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 1176, 0.03521636128425598f, 5, (mcutl_arena + 24704)) != 0) {
+    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 1176, 0.03521636128425598f, 5, (mcutl_arena + 26464)) != 0) {
         return 17;
     }
     if (stop == 0) {
         return 0; /* probe point 0 */
     }
     /* m1_avgpool0: avgpool 2x2 */
-    if (mcutl_avg_pool_f32(&f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), 2, 2, ((float *)(mcutl_arena + 22640))) != 0) {
+    if (mcutl_avg_pool_f32(&f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), 2, 2, ((float *)(mcutl_arena + 25304))) != 0) {
         return 18;
     }
     /* m1_conv1: conv 3x3 groups 2 */
-    if (mcutl_conv2d_f32(&m1_conv1_f32params, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 22640)), &f32dims_16x3x3x12, (mcutl_params + 328), NULL, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_conv2d_f32(&m1_conv1_f32params, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 25304)), &f32dims_16x3x3x12, (mcutl_params + 328), NULL, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 0))) != 0) {
         return 19;
     }
     /* m1_groupnorm2: group norm, 2 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x3x3x16, ((float *)(mcutl_arena + 0)), 2, 1e-05f, (mcutl_params + 2056), (mcutl_params + 2072), ((float *)(mcutl_arena + 576)), ((float *)(mcutl_arena + 23504)), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 24696))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x3x3x16, ((float *)(mcutl_arena + 0)), 2, 1e-05f, (mcutl_params + 2056), (mcutl_params + 2072), ((float *)(mcutl_arena + 576)), ((float *)(mcutl_arena + 27640)), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 28216))) != 0) {
         return 20;
     }
     /* m1_relu3: relu (mask saved) */
-    if (mcutl_relu_f32(((float *)(mcutl_arena + 576)), 144, ((float *)(mcutl_arena + 24080)), ((uint8_t *)(mcutl_arena + 24656))) != 0) {
+    if (mcutl_relu_f32(((float *)(mcutl_arena + 576)), 144, ((float *)(mcutl_arena + 28816)), ((uint8_t *)(mcutl_arena + 29392))) != 0) {
         return 21;
     }
     /* m1_conv4: conv 1x1 groups 1 */
-    if (mcutl_conv2d_f32(&m1_conv4_f32params, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 24080)), &f32dims_32x1x1x16, (mcutl_params + 2088), NULL, &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_conv2d_f32(&m1_conv4_f32params, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 28816)), &f32dims_32x1x1x16, (mcutl_params + 2088), NULL, &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0))) != 0) {
         return 22;
     }
     /* m1_groupnorm5: group norm, 4 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), 4, 1e-05f, (mcutl_params + 2600), (mcutl_params + 2632), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 21488)), ((float *)(mcutl_arena + 2304)), ((float *)(mcutl_arena + 24680))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), 4, 1e-05f, (mcutl_params + 2600), (mcutl_params + 2632), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 24152)), ((float *)(mcutl_arena + 2304)), ((float *)(mcutl_arena + 29416))) != 0) {
         return 23;
     }
     /* m1_resize6: nearest resize to 4x4 */
-    if (mcutl_resize_nearest_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 1152)), 4, 4, ((float *)(mcutl_arena + 19440))) != 0) {
+    if (mcutl_resize_nearest_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 1152)), 4, 4, ((float *)(mcutl_arena + 22104))) != 0) {
         return 24;
     }
     /* conv2d 'convolution_7' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 24704), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 10032), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 26464), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 12696), (mcutl_arena + 0)) != 0) {
         return 25;
     }
     /* mask of convolution_7's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 10032), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 50960))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 12696), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 50960))) != 0) {
         return 26;
     }
     /* conv2d 'convolution_8' depthwise 3x3/1: 1x7x7x96 -> 1x7x7x96 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_8_params, &dims_1x7x7x96, (mcutl_arena + 10032), &dims_1x3x3x96, convolution_8_weights, convolution_8_bias, &dims_1x7x7x96, (mcutl_arena + 14736), (mcutl_arena + 0)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_8_params, &dims_1x7x7x96, (mcutl_arena + 12696), &dims_1x3x3x96, convolution_8_weights, convolution_8_bias, &dims_1x7x7x96, (mcutl_arena + 17400), (mcutl_arena + 0)) != 0) {
         return 27;
     }
     /* mask of convolution_8's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 14736), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 28224))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 17400), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 28224))) != 0) {
         return 28;
     }
     /* conv2d 'convolution_9' pointwise 1x1/1: 1x7x7x96 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 14736), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1176)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 17400), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1176)) != 0) {
         return 29;
     }
     /* add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 24704), (mcutl_arena + 0), (mcutl_arena + 2016), 1176) != 0) {
+    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2016), 1176) != 0) {
         return 30;
     }
     /* conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2016), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 10024), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2016), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11544), (mcutl_arena + 0)) != 0) {
         return 31;
     }
     /* mask of convolution_10's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 10024), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 24960))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 11544), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 26168))) != 0) {
         return 32;
     }
     /* conv2d 'convolution_11' depthwise 3x3/2: 1x7x7x96 -> 1x4x4x96 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_11_params, &dims_1x7x7x96, (mcutl_arena + 10024), &dims_1x3x3x96, convolution_11_weights, convolution_11_bias, &dims_1x4x4x96, (mcutl_arena + 14728), (mcutl_arena + 0)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_11_params, &dims_1x7x7x96, (mcutl_arena + 11544), &dims_1x3x3x96, convolution_11_weights, convolution_11_bias, &dims_1x4x4x96, (mcutl_arena + 16248), (mcutl_arena + 0)) != 0) {
         return 33;
     }
     /* mask of convolution_11's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 14728), 1536, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10240))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 16248), 1536, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10240))) != 0) {
         return 34;
     }
     /* conv2d 'convolution_12' pointwise 1x1/1: 1x4x4x96 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 14728), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 7968), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 16248), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 8976), (mcutl_arena + 0)) != 0) {
         return 35;
     }
     /* connector 1: dequantise convolution_12 */
-    if (mcutl_dequantize_s8_f32((mcutl_arena + 7968), 512, 0.05378267914056778f, -8, ((float *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_dequantize_s8_f32((mcutl_arena + 8976), 512, 0.05378267914056778f, -8, ((float *)(mcutl_arena + 0))) != 0) {
         return 36;
     }
     /* connector 1: add module 1's output */
-    if (mcutl_add_f32(((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 19440)), 512, ((float *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_add_f32(((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 22104)), 512, ((float *)(mcutl_arena + 0))) != 0) {
         return 37;
     }
     /* connector 1: requantise the sum for the backbone */
-    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 512, 0.05378267914056778f, -8, (mcutl_arena + 7968)) != 0) {
+    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 512, 0.05378267914056778f, -8, (mcutl_arena + 8976)) != 0) {
         return 38;
     }
     if (stop == 1) {
         return 0; /* probe point 1 */
     }
     /* conv2d 'convolution_13' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 7968), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 5920), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 8976), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 6928), (mcutl_arena + 0)) != 0) {
         return 39;
     }
     /* mask of convolution_13's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 5920), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10432))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 6928), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10432))) != 0) {
         return 40;
     }
     /* conv2d 'convolution_14' depthwise 3x3/1: 1x4x4x64 -> 1x4x4x64 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_14_params, &dims_1x4x4x64, (mcutl_arena + 5920), &dims_1x3x3x64, convolution_14_weights, convolution_14_bias, &dims_1x4x4x64, (mcutl_arena + 6944), (mcutl_arena + 0)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_14_params, &dims_1x4x4x64, (mcutl_arena + 6928), &dims_1x3x3x64, convolution_14_weights, convolution_14_bias, &dims_1x4x4x64, (mcutl_arena + 7952), (mcutl_arena + 0)) != 0) {
         return 41;
     }
     /* mask of convolution_14's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 6944), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10560))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 7952), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10560))) != 0) {
         return 42;
     }
     /* conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 6944), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 896), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 896), (mcutl_arena + 0)) != 0) {
         return 43;
     }
     /* add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 7968), (mcutl_arena + 896), (mcutl_arena + 2432), 512) != 0) {
+    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 896), (mcutl_arena + 2432), 512) != 0) {
         return 44;
     }
     /* conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
@@ -1200,11 +1200,11 @@ static int train_backward(float *loss)
         return 64;
     }
     /* m1_groupnorm5: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x32, 4, ((float *)(mcutl_arena + 21488)), ((float *)(mcutl_arena + 24680)), (mcutl_params + 2600), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 2600), (mcutl_grads + 2632)) != 0) {
+    if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x32, 4, ((float *)(mcutl_arena + 24152)), ((float *)(mcutl_arena + 29416)), (mcutl_params + 2600), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 2600), (mcutl_grads + 2632)) != 0) {
         return 65;
     }
     /* m1_conv4: conv weight gradient (accumulates) */
-    if (mcutl_conv2d_grad_weight_f32(&m1_conv4_f32params_1, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 24080)), &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x16, (mcutl_grads + 2088)) != 0) {
+    if (mcutl_conv2d_grad_weight_f32(&m1_conv4_f32params_1, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 28816)), &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x16, (mcutl_grads + 2088)) != 0) {
         return 66;
     }
     /* m1_conv4: conv input gradient */
@@ -1212,15 +1212,15 @@ static int train_backward(float *loss)
         return 67;
     }
     /* m1_relu3: relu backward */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 1152)), ((uint8_t *)(mcutl_arena + 24656)), 144, ((float *)(mcutl_arena + 0)), 0) != 0) {
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 1152)), ((uint8_t *)(mcutl_arena + 29392)), 144, ((float *)(mcutl_arena + 0)), 0) != 0) {
         return 68;
     }
     /* m1_groupnorm2: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x16, 2, ((float *)(mcutl_arena + 23504)), ((float *)(mcutl_arena + 24696)), (mcutl_params + 2056), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 864)), 0, (mcutl_grads + 2056), (mcutl_grads + 2072)) != 0) {
+    if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x16, 2, ((float *)(mcutl_arena + 27640)), ((float *)(mcutl_arena + 28216)), (mcutl_params + 2056), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 864)), 0, (mcutl_grads + 2056), (mcutl_grads + 2072)) != 0) {
         return 69;
     }
     /* m1_conv1: conv weight gradient (accumulates) */
-    if (mcutl_conv2d_grad_weight_f32(&m1_conv1_f32params_1, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 22640)), &f32dims_1x3x3x16, ((float *)(mcutl_arena + 864)), &f32dims_16x3x3x12, (mcutl_grads + 328)) != 0) {
+    if (mcutl_conv2d_grad_weight_f32(&m1_conv1_f32params_1, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 25304)), &f32dims_1x3x3x16, ((float *)(mcutl_arena + 864)), &f32dims_16x3x3x12, (mcutl_grads + 328)) != 0) {
         return 70;
     }
     /* m1_conv1: conv input gradient */
@@ -1244,7 +1244,7 @@ static int train_backward(float *loss)
         return 75;
     }
     /* convolution_10: gradient through its relu6 */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 24960)), 4704, ((float *)(mcutl_arena + 0)), 0) != 0) {
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 26168)), 4704, ((float *)(mcutl_arena + 0)), 0) != 0) {
         return 76;
     }
     /* convolution_10: input gradient through the frozen int8 weights */
