@@ -49,7 +49,8 @@ def _kib(n: int) -> str:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     table = Table(title="mcutl targets")
-    for col in ("name", "cpu", "flash", "SRAM", "stack", "UART", "QEMU machine"):
+    for col in ("name", "cpu", "flash", "SRAM", "stack", "UART", "int8 kernels",
+                "QEMU machine"):
         table.add_column(col)
     rows = []
     for t in list_targets():
@@ -61,6 +62,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
             "sram_bytes": m.sram_bytes if m else None,
             "stack_bytes": m.stack_bytes if m else None,
             "uart": t.uart.driver if t.uart else "stdio",
+            "kernels": t.kernels,
             "qemu": t.qemu_machine,
             "description": t.description,
         }
@@ -72,6 +74,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
             _kib(m.sram_bytes) if m else "-",
             _kib(m.stack_bytes) if m else "-",
             row["uart"],
+            t.kernels,
             t.qemu_machine or "-",
         )
     if args.json:

@@ -181,3 +181,40 @@ def test_depthwise_dsp_takes_its_fast_path_and_hands_back_the_rest(clib: Int8Lib
             got = clib.depthwise_conv2d_s8(p, x, wq, bias, out_hw, kernels="dsp",
                                            scratch=False)
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_planner_gives_each_dsp_kernel_its_scratch() -> None:
+    """With the DSP kernels every conv call gets its scratch in the arena, live only
+    while it runs (no overlap with anything live then), of the size the op asks; the
+    portable kernels get none; a target's set is its `kernels`."""
+    import torch
+
+    from examples.backbones import TinyMBV2, randomize_batchnorm_stats, spread_init
+    from mcutl.codegen.backbone import generate_backbone
+    from mcutl.codegen.context import scratch_key
+    from mcutl.compile import load_and_quantize
+    from mcutl.ops.base import get_op
+    from mcutl.tflite.export import export_tflite
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm_stats(spread_init(TinyMBV2(seed=1))).eval()
+    calib = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    graph = load_and_quantize(model, calib, (1, 1, 28, 28))
+    tfl = export_tflite(graph)
+    dsp = generate_backbone(graph, tfl, "stm32f405")
+    portable = generate_backbone(graph, tfl, "stm32f405", kernels="portable")
+    host = generate_backbone(graph, tfl, "host")  # the banner names the target
+    assert host.files["model.c"].split("\n", 1)[1] == portable.files["model.c"].split("\n", 1)[1]
+    convs = [n for n in graph.nodes if n.op == "conv2d"]
+    scratch = {b.name: b for b in dsp.plan.buffers if b.name.endswith("#scratch")}
+    assert len(scratch) == len(convs)
+    for step, node in enumerate(graph.nodes, start=1):
+        if node.op == "conv2d":
+            b = scratch[scratch_key(node.name)]
+            assert (b.first, b.last) == (step, step)
+            assert b.size == get_op(node.op, node).scratch_bytes(node, graph, "dsp") > 0
+    dsp.plan.check_no_overlap()
+    assert not any(b.name.endswith("#scratch") for b in portable.plan.buffers)
+    model_c = dsp.files["model.c"]
+    assert "mcutl_conv2d_s8_dsp(" in model_c and "mcutl_depthwise_conv2d_s8_dsp(" in model_c
+    assert "_dsp(" not in portable.files["model.c"]

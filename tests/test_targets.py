@@ -31,6 +31,20 @@ def test_stm32f405_links_for_the_real_chip() -> None:
     assert f7.qemu_machine is None
 
 
+def test_kernel_set_is_target_data(tmp_path: Path) -> None:
+    """`kernels` in target.toml picks the int8 kernel set: the SIMD variants on the
+    Cortex-M4/M7 targets, the portable reference on the host; a typo is named."""
+    assert load_target("host").kernels == "portable"
+    for name in ("stm32f405", "stm32f746", "mps2_an386"):
+        assert load_target(name).kernels == "dsp"
+    src = Path(load_target("stm32f405").folder / "target.toml").read_text()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "target.toml").write_text(src.replace('kernels = "dsp"',
+                                                            'kernels = "neon"'))
+    with pytest.raises(TargetError, match="kernels must be one of portable, dsp, not 'neon'"):
+        load_target("b", tmp_path)
+
+
 def test_unknown_target_names_the_known_ones() -> None:
     with pytest.raises(TargetError, match="unknown target 'nrf52'.*stm32f405"):
         load_target("nrf52")
@@ -58,6 +72,7 @@ def test_cli_targets_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["targets", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["stm32f405"]["sram_bytes"] == 131072
+    assert rows["stm32f405"]["kernels"] == "dsp" and rows["host"]["kernels"] == "portable"
     assert rows["stm32f746"]["flash_bytes"] == 1048576
 
 
