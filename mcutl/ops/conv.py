@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
 def conv_dsp_scratch_bytes(filter_shape: tuple[int, ...], groups: int) -> int:
     """mcutl_conv2d_s8_dsp_get_buffer_size: two int16 columns of KH * KW * C_in taps and
-    a per-channel table (requantisation and bias, 20 B); a grouped convolution runs the
-    portable kernel: none."""
+    per output channel its requantisation and bias (20 B) and two int32 sums; a grouped
+    convolution runs the portable kernel: none."""
     c_out, kh, kw, cg = (int(v) for v in filter_shape)
-    return 0 if groups != 1 else 2 * kh * kw * cg * 2 + 20 * c_out
+    return 0 if groups != 1 else 2 * kh * kw * cg * 2 + 28 * c_out
 
 
 def dw_dsp_scratch_bytes(input_shape: tuple[int, ...], filter_shape: tuple[int, ...],

@@ -120,7 +120,7 @@ mcutl_status_t mcutl_conv2d_s8(const mcutl_conv_params_t *params,
 
 /**
  * @brief Scratch bytes mcutl_conv2d_s8_dsp needs: two int16 columns of
- *        KH * KW * C_in taps and 20 B per output channel when groups == 1, else 0 (a
+ *        KH * KW * C_in taps and 28 B per output channel when groups == 1, else 0 (a
  *        grouped convolution runs the portable kernel).
  */
 int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,

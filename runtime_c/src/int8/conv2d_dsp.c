@@ -44,7 +44,7 @@ int32_t mcutl_conv2d_s8_dsp_get_buffer_size(const mcutl_conv_params_t *params,
         return 0; /* grouped: the portable kernel, no scratch */
     }
     return 2 * conv_taps(filter_dims) * (int32_t)sizeof(int16_t) +
-           filter_dims->n * (int32_t)sizeof(conv_chan_t);
+           filter_dims->n * (int32_t)(sizeof(conv_chan_t) + 2 * sizeof(int32_t));
 }
 
 /*
@@ -154,54 +154,86 @@ typedef struct {
 } conv_geom_t;
 
 /*
- * A 2 x 2 block: channels ka and ka + 1 (weights wa, and wa + taps) of the two pixels
- * whose columns are in col, written to out0[0..1] and out1[0..1]. The inner loop takes
- * per group of four taps two weight loads, two LDRD of the columns, four SXTB16 and
- * eight SMLAD: 18 instructions for 16 MACs. A function of its own so that GCC keeps the
- * loop's 13 live values in registers (inlined into its caller, or unrolled, it spills
- * them to the stack), and the requantisation in it so that the sums stay in registers.
+ * The 2 x 2 blocks of a pixel pair: channels (2i, 2i + 1) for i < pairs, weights from
+ * wa on, of the two pixels whose columns are in col, their sums (bias included) written
+ * to sums[c][pixel] (requant_pair requantises them). The inner
+ * loop takes per group of four taps two weight loads, two LDRD of the columns, four
+ * SXTB16 and eight SMLAD: 18 instructions for 16 MACs. A function of its own so that GCC
+ * keeps the loop's 13 live values in registers (inlined into its caller, or unrolled,
+ * it spills them to the stack), all channel pairs in one call.
  */
-static __attribute__((noinline)) void block_2x2(const int8_t *wa, const int16_t *col,
-                                                const conv_chan_t *ka, const conv_geom_t *g,
-                                                int8_t *out0, int8_t *out1)
+static __attribute__((noinline)) void blocks_2x2(const int8_t *wa, const int16_t *col,
+                                                 const conv_chan_t *ka, int32_t pairs,
+                                                 const conv_geom_t *g, int32_t *sums)
 {
-    const int8_t *wb = wa + g->taps;
-    int32_t a0 = ka[0].bias, b0 = ka[1].bias, a1 = a0, b1 = b0;
-    const uint32_t *c = (const uint32_t *)(const void *)col; /* 4-byte aligned scratch */
-    const uint32_t *const end = c + 4 * g->groups4;
-    int32_t k;
-    while (c < end) {
-        const uint32_t w_a = mcutl_ld32(wa), w_b = mcutl_ld32(wb);
-        uint32_t wa_ = mcutl_sxtb16(w_a), wb_ = mcutl_sxtb16(w_b), x02, x13;
-        c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 0: taps (0, 2), (1, 3) */
-        a0 = mcutl_smlad(wa_, x02, a0);
-        b0 = mcutl_smlad(wb_, x02, b0);
-        wa_ = mcutl_sxtb16_ror8(w_a);
-        wb_ = mcutl_sxtb16_ror8(w_b);
-        a0 = mcutl_smlad(wa_, x13, a0);
-        b0 = mcutl_smlad(wb_, x13, b0);
-        c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 1 */
-        a1 = mcutl_smlad(wa_, x13, a1);
-        b1 = mcutl_smlad(wb_, x13, b1);
-        a1 = mcutl_smlad(mcutl_sxtb16(w_a), x02, a1);
-        b1 = mcutl_smlad(mcutl_sxtb16(w_b), x02, b1);
-        wa += 4;
-        wb += 4;
-    }
-    if (4 * g->groups4 != g->taps) { /* the last taps % 4, in order: pixel 0's, pixel 1's */
-        const int32_t tail = g->taps - 4 * g->groups4;
-        const int16_t *t0 = (const int16_t *)(const void *)c, *t1 = t0 + tail;
-        for (k = 0; k < tail; ++k) {
-            a0 += wa[k] * t0[k];
-            b0 += wb[k] * t0[k];
-            a1 += wa[k] * t1[k];
-            b1 += wb[k] * t1[k];
+    const int32_t taps = g->taps, tail = taps - 4 * g->groups4;
+    const uint32_t *const col_end = (const uint32_t *)(const void *)col + 4 * g->groups4;
+    const conv_chan_t *const ka_end = ka + 2 * pairs;
+    for (; ka != ka_end; ka += 2, wa += 2 * taps) {
+        const int8_t *wb = wa + taps;
+        int32_t a0 = ka[0].bias, b0 = ka[1].bias, a1 = a0, b1 = b0;
+        const uint32_t *c = (const uint32_t *)(const void *)col; /* 4-byte aligned */
+        while (c < col_end) {
+            const uint32_t w_a = mcutl_ld32(wa), w_b = mcutl_ld32(wb);
+            uint32_t wa_ = mcutl_sxtb16(w_a), wb_ = mcutl_sxtb16(w_b), x02, x13;
+            c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 0: taps (0, 2), (1, 3) */
+            a0 = mcutl_smlad(wa_, x02, a0);
+            b0 = mcutl_smlad(wb_, x02, b0);
+            wa_ = mcutl_sxtb16_ror8(w_a);
+            wb_ = mcutl_sxtb16_ror8(w_b);
+            a0 = mcutl_smlad(wa_, x13, a0);
+            b0 = mcutl_smlad(wb_, x13, b0);
+            c = mcutl_ld2x32_inc(c, &x02, &x13); /* pixel 1 */
+            a1 = mcutl_smlad(wa_, x13, a1);
+            b1 = mcutl_smlad(wb_, x13, b1);
+            a1 = mcutl_smlad(mcutl_sxtb16(w_a), x02, a1);
+            b1 = mcutl_smlad(mcutl_sxtb16(w_b), x02, b1);
+            wa += 4;
+            wb += 4;
         }
+        if (tail != 0) { /* the last taps % 4, in order: pixel 0's, then pixel 1's */
+            const int16_t *t0 = (const int16_t *)(const void *)c, *t1 = t0 + tail;
+            int32_t k;
+            for (k = 0; k < tail; ++k) {
+                a0 += wa[k] * t0[k];
+                b0 += wb[k] * t0[k];
+                a1 += wa[k] * t1[k];
+                b1 += wb[k] * t1[k];
+            }
+        }
+        wa -= 4 * g->groups4; /* back to the row start: the loop steps a whole row */
+        sums[0] = a0;
+        sums[1] = a1;
+        sums[2] = b0;
+        sums[3] = b1;
+        sums += 4;
     }
-    out0[0] = finish(a0, &ka[0].q, g->o);
-    out1[0] = finish(a1, &ka[0].q, g->o);
-    out0[1] = finish(b0, &ka[1].q, g->o);
-    out1[1] = finish(b1, &ka[1].q, g->o);
+}
+
+/*
+ * The sums of both pixels, sums[c][pixel] for channels [0, n), requantised to out0[c]
+ * and out1[c]: a loop of its own, where the requantisation constants fit in registers
+ * (in the block loop they would be spilled, and reloaded after every int8 store).
+ */
+static __attribute__((noinline)) void requant_pair(const int32_t *sums, const conv_chan_t *chan,
+                                                   int32_t n, conv_out_t o, int8_t *out0,
+                                                   int8_t *out1)
+{
+    /* the two pixels' results side by side as int16 (saturating first cannot change a
+     * result clamped into int8): the zero point, the lower and the upper bound are
+     * then one SIMD instruction or two for both */
+    const uint32_t zp2 = mcutl_pack16x2(o.zp, o.zp);
+    const uint32_t lo2 = mcutl_pack16x2(o.lo, o.lo), hi2 = mcutl_pack16x2(o.hi, o.hi);
+    int32_t c;
+    for (c = 0; c < n; ++c, sums += 2) {
+        const mcutl_fast_requant_t q = chan[c].q;
+        const int32_t v0 = mcutl_ssat16(mcutl_fast_requantize(sums[0], q));
+        const int32_t v1 = mcutl_ssat16(mcutl_fast_requantize(sums[1], q));
+        uint32_t v = mcutl_qadd16(mcutl_pack16x2(v0, v1), zp2);
+        v = mcutl_min16x2(mcutl_max16x2(v, lo2), hi2);
+        out0[c] = (int8_t)mcutl_lo16(v);
+        out1[c] = (int8_t)mcutl_hi16(v);
+    }
 }
 
 /* acc[0] (+ acc[1] for a second channel wb) += pixel `slot`'s column times the weights,
@@ -240,14 +272,20 @@ static void dot_cols(const int8_t *wa, const int8_t *wb, const int16_t *col, int
  */
 static void mat_mult(const conv_chan_t *chan, conv_out_t o, const int8_t *filter,
                      int32_t out_c, int32_t taps, const int16_t *col, int two, int8_t *out0,
-                     int8_t *out1)
+                     int8_t *out1, int32_t *sums)
 {
     int32_t oc;
     conv_geom_t g;
     g.taps = taps;
     g.groups4 = taps >> 2;
     g.o = o;
-    for (oc = 0; oc < out_c; oc += 2) {
+    oc = 0;
+    if (two) { /* every channel pair of both pixels in one call */
+        blocks_2x2(filter, col, chan, out_c / 2, &g, sums);
+        requant_pair(sums, chan, out_c & ~1, o, out0, out1);
+        oc = out_c & ~1;
+    }
+    for (; oc < out_c; oc += 2) {
         const int pair = oc + 1 < out_c; /* else an odd channel count's last channel */
         const int8_t *wa = filter + oc * taps;
         const int8_t *wb = pair ? wa + taps : 0;
@@ -255,10 +293,6 @@ static void mat_mult(const conv_chan_t *chan, conv_out_t o, const int8_t *filter
         int32_t acc[4];
         acc[0] = ka[0].bias;
         acc[1] = pair ? ka[1].bias : 0;
-        if (two && pair) {
-            block_2x2(wa, col, ka, &g, out0 + oc, out1 + oc);
-            continue;
-        }
         dot_cols(wa, wb, col, taps, 0, acc);
         out0[oc] = finish(acc[0], &ka[0].q, o);
         if (pair) {
@@ -283,6 +317,7 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     int32_t b, pix, taps, in_h, in_w, in_c, out_w, out_c, pixels;
     int16_t *col;
     conv_chan_t *chan;
+    int32_t *sums;
     conv_out_t o;
 
     if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
@@ -307,6 +342,7 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     pixels = output_dims->h * out_w;
     col = (int16_t *)scratch;
     chan = (conv_chan_t *)(col + 2 * taps);
+    sums = (int32_t *)(chan + out_c);
     for (b = 0; b < out_c; ++b) {
         chan[b].q = mcutl_fast_requant_params(params->output_multiplier[b],
                                               params->output_shift[b]);
@@ -329,8 +365,8 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
                        oy * params->stride_h - params->pad_top,
                        ox * params->stride_w - params->pad_left, col, i);
             }
-            mat_mult(chan, o, filter, out_c, taps, col, n == 2,
-                     out_batch + pix * out_c, n == 2 ? out_batch + (pix + 1) * out_c : 0);
+            mat_mult(chan, o, filter, out_c, taps, col, n == 2, out_batch + pix * out_c,
+                     n == 2 ? out_batch + (pix + 1) * out_c : 0, sums);
         }
     }
     return MCUTL_KERNEL_OK;

@@ -34,6 +34,23 @@ static inline void mcutl_st32(void *p, uint32_t v)
     memcpy(p, &v, sizeof v);
 }
 
+/* The low 16 bits of v; the int16 halves of x as values (no implementation-defined
+ * conversions). */
+static inline uint32_t mcutl_half(int32_t v)
+{
+    return (uint32_t)v & 0xFFFFu;
+}
+
+static inline int32_t mcutl_lo16(uint32_t x)
+{
+    return (int32_t)(x & 0xFFFFu) - (int32_t)((x & 0x8000u) << 1);
+}
+
+static inline int32_t mcutl_hi16(uint32_t x)
+{
+    return mcutl_lo16(x >> 16);
+}
+
 #if MCUTL_HAVE_DSP
 
 /* Bytes 0 and 2 of x, sign-extended into the two int16 halves (SXTB16). */
@@ -63,6 +80,42 @@ static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
     return __smlad((int16x2_t)a, (int16x2_t)b, acc);
 }
 
+/* x saturated to int16 (SSAT #16). */
+static inline int32_t mcutl_ssat16(int32_t x)
+{
+    return __ssat(x, 16);
+}
+
+/* (lo & 0xFFFF) | (hi << 16): two int16 in one register (PKHBT). */
+static inline uint32_t mcutl_pack16x2(int32_t lo, int32_t hi)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+/* Halfword-wise a + b, saturated to int16 (QADD16). */
+static inline uint32_t mcutl_qadd16(uint32_t a, uint32_t b)
+{
+    return (uint32_t)__qadd16((int16x2_t)a, (int16x2_t)b);
+}
+
+/* Halfword-wise max(a, b) and min(a, b): SSUB16 sets the GE flags, SEL picks by them
+ * (one asm statement, so nothing comes between the two). */
+static inline uint32_t mcutl_max16x2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub16 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+static inline uint32_t mcutl_min16x2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub16 %0, %2, %1\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
 /* Two consecutive words from a 4-byte aligned address, and the address advanced past
  * them: one LDRD with write-back (GCC 12 does not pair the two loads itself). */
 static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, uint32_t *b)
@@ -85,21 +138,6 @@ static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
 }
 
 #else /* the same results in C */
-
-static inline uint32_t mcutl_half(int32_t v)
-{
-    return (uint32_t)v & 0xFFFFu;
-}
-
-static inline int32_t mcutl_lo16(uint32_t x)
-{
-    return (int32_t)(x & 0xFFFFu) - (int32_t)((x & 0x8000u) << 1);
-}
-
-static inline int32_t mcutl_hi16(uint32_t x)
-{
-    return mcutl_lo16(x >> 16);
-}
 
 static inline int32_t mcutl_byte(uint32_t x, int which)
 {
@@ -135,6 +173,39 @@ static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, u
     *a = p[0];
     *b = p[1];
     return p + 2;
+}
+
+static inline int32_t mcutl_ssat16(int32_t x)
+{
+    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
+}
+
+static inline uint32_t mcutl_pack16x2(int32_t lo, int32_t hi)
+{
+    return mcutl_half(lo) | (mcutl_half(hi) << 16);
+}
+
+static inline int32_t mcutl_sat16(int32_t x)
+{
+    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
+}
+
+static inline uint32_t mcutl_qadd16(uint32_t a, uint32_t b)
+{
+    return mcutl_half(mcutl_sat16(mcutl_lo16(a) + mcutl_lo16(b))) |
+           (mcutl_half(mcutl_sat16(mcutl_hi16(a) + mcutl_hi16(b))) << 16);
+}
+
+static inline uint32_t mcutl_max16x2(uint32_t a, uint32_t b)
+{
+    return mcutl_half(mcutl_lo16(a) >= mcutl_lo16(b) ? mcutl_lo16(a) : mcutl_lo16(b)) |
+           (mcutl_half(mcutl_hi16(a) >= mcutl_hi16(b) ? mcutl_hi16(a) : mcutl_hi16(b)) << 16);
+}
+
+static inline uint32_t mcutl_min16x2(uint32_t a, uint32_t b)
+{
+    return mcutl_half(mcutl_lo16(b) >= mcutl_lo16(a) ? mcutl_lo16(a) : mcutl_lo16(b)) |
+           (mcutl_half(mcutl_hi16(b) >= mcutl_hi16(a) ? mcutl_hi16(a) : mcutl_hi16(b)) << 16);
 }
 
 static inline int32_t mcutl_smmulr(int32_t a, int32_t b)

@@ -159,7 +159,7 @@ int8_t *mcutl_model_input(void)
 
 const int8_t *mcutl_model_output(void)
 {
-    return (mcutl_arena + 0);
+    return (mcutl_arena + 48);
 }
 
 int mcutl_model_infer(void)
@@ -177,15 +177,15 @@ int mcutl_model_infer(void)
         return 3;
     }
     /* 3: conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 9392), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 0), (mcutl_arena + 1200)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 9392), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 1472), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 4;
     }
     /* 4: global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
-    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 0), -128, 127, (mcutl_arena + 1200)) != MCUTL_KERNEL_OK) {
+    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 1472), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 5;
     }
     /* 5: linear 'addmm': 1x48 -> 1x4 */
-    if (mcutl_fully_connected_s8(&addmm_params, 1, 48, (mcutl_arena + 1200), 4, addmm_weights, addmm_bias, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_fully_connected_s8(&addmm_params, 1, 48, (mcutl_arena + 0), 4, addmm_weights, addmm_bias, (mcutl_arena + 48)) != MCUTL_KERNEL_OK) {
         return 6;
     }
     return 0;

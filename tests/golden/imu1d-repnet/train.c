@@ -341,11 +341,11 @@ static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 800u };
 static int train_forward_to(int32_t stop)
 {
     /* conv2d 'convolution' standard 1x5/1: 1x1x100x6 -> 1x1x100x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 13536), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 440), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 13536), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 568), (mcutl_arena + 0)) != 0) {
         return 1;
     }
     /* conv2d 'convolution_1' standard 1x5/1: 1x1x100x16 -> 1x1x50x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 440), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 7792), (mcutl_arena + 2040)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 568), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 7792), (mcutl_arena + 2168)) != 0) {
         return 2;
     }
     /* conv2d 'convolution_2' depthwise 1x5/1: 1x1x50x32 -> 1x1x25x32 */

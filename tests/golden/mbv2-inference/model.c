@@ -560,11 +560,11 @@ int mcutl_model_infer(void)
         return 11;
     }
     /* 11: add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 22112), (mcutl_arena + 0), (mcutl_arena + 2016), 1176) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 22112), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != MCUTL_KERNEL_OK) {
         return 12;
     }
     /* 12: conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2016), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11552), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2784), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11552), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 13;
     }
     /* 13: conv2d 'convolution_11' depthwise 3x3/2: 1x7x7x96 -> 1x4x4x96 */
@@ -584,19 +584,19 @@ int mcutl_model_infer(void)
         return 17;
     }
     /* 17: conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 896), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 1152), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 18;
     }
     /* 18: add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 896), (mcutl_arena + 2432), 512) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != MCUTL_KERNEL_OK) {
         return 19;
     }
     /* 19: conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2432), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1408), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2944), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1920), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 20;
     }
     /* 20: global_avgpool 'mean': 1x4x4x64 -> 1x1x1x64 */
-    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1408), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1920), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 21;
     }
     /* 21: linear 'addmm': 1x64 -> 1x10 */

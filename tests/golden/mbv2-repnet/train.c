@@ -1040,11 +1040,11 @@ static int train_forward_to(int32_t stop)
         return 29;
     }
     /* add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2016), 1176) != 0) {
+    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != 0) {
         return 30;
     }
     /* conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2016), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11544), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2784), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11544), (mcutl_arena + 0)) != 0) {
         return 31;
     }
     /* mask of convolution_10's relu6 for backward */
@@ -1095,23 +1095,23 @@ static int train_forward_to(int32_t stop)
         return 42;
     }
     /* conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 896), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 1152), (mcutl_arena + 0)) != 0) {
         return 43;
     }
     /* add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 896), (mcutl_arena + 2432), 512) != 0) {
+    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != 0) {
         return 44;
     }
     /* conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2432), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1408), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2944), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1920), (mcutl_arena + 0)) != 0) {
         return 45;
     }
     /* mask of convolution_16's relu6 for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 1408), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 4352))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 1920), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 4352))) != 0) {
         return 46;
     }
     /* global_avgpool 'mean': 1x4x4x64 -> 1x1x1x64 */
-    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1408), -128, 127, (mcutl_arena + 256)) != 0) {
+    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1920), -128, 127, (mcutl_arena + 256)) != 0) {
         return 47;
     }
     /* dequantise the backbone features */
