@@ -100,20 +100,12 @@ static void pack_weights(const int8_t *filter, int32_t k_h, int32_t k_w, int32_t
     }
 }
 
-/* Input row iy (inside the image) -> T[c][col], col = x + pad_left, zeros elsewhere. */
+/* Input row iy (inside the image) -> T[c][col], col = x + pad_left (the other columns
+ * are the padding, zeroed once per call: every row leaves them alone). */
 static void transpose_row(const int8_t *row, int32_t in_w, int32_t ch, int32_t zp,
                           int32_t pad_left, int32_t cols, int16_t *t)
 {
     int32_t c, x;
-    for (c = 0; c < ch; ++c) {
-        int16_t *tc = t + c * cols;
-        for (x = 0; x < pad_left; ++x) {
-            tc[x] = 0;
-        }
-        for (x = pad_left + in_w; x < cols; ++x) {
-            tc[x] = 0;
-        }
-    }
     t += pad_left;
     c = 0;
     if ((ch & 3) == 0) {
@@ -202,21 +194,33 @@ static __attribute__((noinline)) void dw_sums_3x2_any(const dw_out_row_t *r)
     dw_sums_3x2(r, r->step);
 }
 
-/* Then the sums plus bias, requantised, to the NHWC output row. */
+/* Then the sums plus bias, requantised, to the NHWC output row; two outputs of a channel
+ * at a time side by side as int16 (saturating first cannot change a result clamped into
+ * int8), so that the zero point and each bound are one or two SIMD instructions. */
 static __attribute__((noinline)) void dw_requant_rows(const dw_out_row_t *r, int8_t *out)
 {
     const int32_t ch = r->ch, out_w = r->out_w;
-    const int32_t out_zp = r->out_zp, lo = r->act_min, hi = r->act_max;
+    const uint32_t zp2 = mcutl_pack16x2(r->out_zp, r->out_zp);
+    const uint32_t lo2 = mcutl_pack16x2(r->act_min, r->act_min);
+    const uint32_t hi2 = mcutl_pack16x2(r->act_max, r->act_max);
     const int32_t *sum = r->sums;
     int32_t c;
     for (c = 0; c < ch; ++c) {
         const mcutl_fast_requant_t q = r->chan[c].q;
         const int32_t bias = r->chan[c].bias;
-        const int32_t *const end = sum + out_w;
+        const int32_t *const end2 = sum + (out_w & ~1);
         int8_t *o = out + c;
-        for (; sum != end; ++sum, o += ch) {
-            const int32_t v = mcutl_fast_requantize(*sum + bias, q) + out_zp;
-            *o = (int8_t)mcutl_clamp32(v, lo, hi);
+        for (; sum != end2; sum += 2, o += 2 * ch) {
+            const int32_t v0 = mcutl_ssat16(mcutl_fast_requantize(sum[0] + bias, q));
+            const int32_t v1 = mcutl_ssat16(mcutl_fast_requantize(sum[1] + bias, q));
+            uint32_t v = mcutl_qadd16(mcutl_pack16x2(v0, v1), zp2);
+            v = mcutl_min16x2(mcutl_max16x2(v, lo2), hi2);
+            o[0] = (int8_t)mcutl_lo16(v);
+            o[ch] = (int8_t)mcutl_hi16(v);
+        }
+        if (out_w & 1) {
+            const int32_t v = mcutl_fast_requantize(*sum++ + bias, q) + r->out_zp;
+            *o = (int8_t)mcutl_clamp32(v, r->act_min, r->act_max);
         }
     }
 }
@@ -298,7 +302,8 @@ mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *param
     r.sums = (int32_t *)(chan + ch);
     rows = (int16_t *)(r.sums + ch * out_w);
     zeros = rows + k_h * l.row_halfs;
-    memset(zeros, 0, (size_t)l.cols * sizeof(int16_t));
+    /* the row of zeros, and the padding columns of every ring slot (never written after) */
+    memset(rows, 0, (size_t)(k_h * l.row_halfs + l.cols) * sizeof(int16_t));
     pack_weights(filter, k_h, filter_dims->w, ch, l.pairs, packed);
 
     for (c = 0; c < ch; ++c) {
