@@ -287,6 +287,7 @@ class Int8Lib:
             "mcutl_fully_connected_s8": [ctypes.POINTER(CFcParams), _i32, _i32, _p_i8, _i32,
                                          _p_i8, _p_i32, _p_i8],
             "mcutl_add_s8": [ctypes.POINTER(CAddParams), _p_i8, _p_i8, _p_i8, _i32],
+            "mcutl_add_s8_dsp": [ctypes.POINTER(CAddParams), _p_i8, _p_i8, _p_i8, _i32],
             "mcutl_avg_pool_s8": [ctypes.POINTER(CPoolParams), pD, _p_i8, pD, _p_i8],
             "mcutl_max_pool_s8": [ctypes.POINTER(CPoolParams), pD, _p_i8, pD, _p_i8],
             "mcutl_global_avg_pool_s8": [pD, _p_i8, _i32, _i32, _p_i8],
@@ -384,17 +385,18 @@ class Int8Lib:
         return out
 
     def add_s8(self, p: AddParams, a: npt.ArrayLike, b: npt.ArrayLike,
-               out: np.ndarray | None = None) -> np.ndarray:
-        """``out`` may be ``a`` or ``b`` (in place)."""
+               out: np.ndarray | None = None, kernels: str = "portable") -> np.ndarray:
+        """``out`` may be ``a`` or ``b`` (in place); ``kernels="dsp"``: mcutl_add_s8_dsp."""
         aa, bb = _i8(a), _i8(b)
         res = np.empty_like(aa) if out is None else out
         cp = CAddParams(p.input1_zero_point, p.input2_zero_point, p.output_zero_point,
                         p.left_shift, p.input1_multiplier, p.input1_shift, p.input2_multiplier,
                         p.input2_shift, p.output_multiplier, p.output_shift, p.act_min,
                         p.act_max)
-        st = self.lib.mcutl_add_s8(ctypes.byref(cp), _ptr_i8(aa), _ptr_i8(bb), _ptr_i8(res),
-                                   aa.size)
-        self._check(st, "mcutl_add_s8")
+        name = "mcutl_add_s8_dsp" if kernels == "dsp" else "mcutl_add_s8"
+        st = getattr(self.lib, name)(ctypes.byref(cp), _ptr_i8(aa), _ptr_i8(bb), _ptr_i8(res),
+                                     aa.size)
+        self._check(st, name)
         return res
 
     def _pool(self, name: str, p: PoolParams, x: npt.ArrayLike,

@@ -1,6 +1,6 @@
 """Both int8 kernel sets in QEMU (mps2_an386, a Cortex-M4 with the DSP extension): the
 portable kernels and the DSP variants, compiled for the device (SXTB16/SMLAD/SMMULR),
-run the same convolution cases (odd channel and pixel counts, channel counts that are
+run the same convolution and add cases (odd channel and pixel counts, channel counts that are
 not a multiple of four, strides, padding, dilation, depth multipliers, left and right
 shifts, exact rounding ties, a layer the DSP kernel hands back to the portable one) and
 must equal the numpy model of TFLite's reference kernels (mcutl.quant.int8_ref) bit for
@@ -29,6 +29,26 @@ from tests.conftest import needs_qemu
 pytestmark = [pytest.mark.qemu, needs_qemu]
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime_c"
 KERNEL_SETS = ("portable", "dsp")
+
+
+@dataclass
+class AddCase:
+    params: fp.AddParams
+    a: np.ndarray
+    b: np.ndarray
+
+    def expected(self) -> np.ndarray:
+        return ref.add_s8(self.params, self.a, self.b)
+
+
+def _add_case(rng: np.random.Generator, size: int, out_spread: float) -> AddCase:
+    s1, s2 = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
+    zp1, zp2, zp_out = (int(v) for v in rng.integers(-128, 128, 3))
+    act = str(rng.choice(["NONE", "RELU", "RELU6"]))
+    p = fp.add_params(s1, zp1, s2, zp2, float(np.float32(max(s1, s2) * out_spread)), zp_out,
+                      act)
+    a, b = (rng.integers(-128, 128, size).astype(np.int8) for _ in range(2))
+    return AddCase(p, a, b)
 
 
 @dataclass
@@ -86,9 +106,9 @@ def _case(rng: np.random.Generator, op: str, c_in: int, c_out: int, k: tuple[int
     return Case(op, p, x, w, bias, out_hw)  # type: ignore[arg-type]
 
 
-def cases() -> list[Case]:
+def cases() -> list[Case | AddCase]:
     rng = np.random.default_rng(12)
-    out: list[Case] = []
+    out: list[Case | AddCase] = []
     # the conv kernel's blocking: channel pairs, pixel pairs, groups of four taps
     for c_in in (1, 2, 3, 4, 5, 8, 12, 16, 17, 32):
         for c_out in (1, 2, 3, 7, 8, 16):
@@ -118,12 +138,27 @@ def cases() -> list[Case]:
         _case(rng, "dw", 16, 16, (3, 3), (7, 7), pow2=True),
         _case(rng, "dw", 16, 16, (5, 5), (6, 6), spread=0.001),
     ]
+    # add: odd sizes, output scales from far below to far above the inputs'
+    out += [_add_case(rng, size, spread) for size in (1, 7, 64, 301)
+            for spread in (0.05, 0.7, 3.0, 40.0)]
     return out
 
 
-def _pack(case_list: list[Case]) -> bytes:
+def _pack(case_list: list[Case | AddCase]) -> bytes:
     parts = [struct.pack("<i", 2 * len(case_list))]
     for c in case_list:
+        if isinstance(c, AddCase):
+            q = c.params
+            for kernels in range(2):
+                head = [3, kernels, q.input1_zero_point, q.input2_zero_point,
+                        q.output_zero_point, q.left_shift, q.input1_multiplier, q.input1_shift,
+                        q.input2_multiplier, q.input2_shift, q.output_multiplier,
+                        q.output_shift, q.act_min, q.act_max, c.a.size]
+                parts.append(np.asarray(head, "<i4").tobytes())
+                for arr in (c.a, c.b):
+                    raw = arr.tobytes()
+                    parts.append(raw + b"\0" * (-len(raw) % 4))
+            continue
         p = c.params
         extra = p.groups if isinstance(p, fp.ConvParams) else p.depth_multiplier
         for kernels in range(2):
@@ -170,7 +205,7 @@ def test_both_kernel_sets_are_bit_exact_in_qemu(firmware: Path, tmp_path: Path) 
             n = want.size
             got = np.frombuffer(data, np.int8, n, pos).reshape(want.shape)
             pos += n + (-n % 4)
-            assert status == 0, f"case {i} ({c.op}, {kernels}): status {status}"
-            np.testing.assert_array_equal(got, want, err_msg=f"case {i} ({c.op} "
-                                          f"{c.x.shape} * {c.w.shape}, {kernels} kernels)")
+            what = "add" if isinstance(c, AddCase) else f"{c.op} {c.x.shape} * {c.w.shape}"
+            assert status == 0, f"case {i} ({what}, {kernels}): status {status}"
+            np.testing.assert_array_equal(got, want, err_msg=f"case {i} ({what}, {kernels})")
     assert pos == len(data)

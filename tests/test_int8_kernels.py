@@ -454,7 +454,10 @@ def test_add(clib: Int8Lib, shape: tuple[int, int, int, int], s1: float, s2: flo
     a_c, c_c = a.copy(), c.copy()
     out = None if inplace is None else (a_c if inplace == 1 else c_c)
     got_c = clib.add_s8(p, a_c, c_c, out=out)
-    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np)
+    a_d, c_d = a.copy(), c.copy()
+    out_d = None if inplace is None else (a_d if inplace == 1 else c_d)
+    got_dsp = clib.add_s8(p, a_d, c_d, out=out_d, kernels="dsp")
+    assert_bit_exact(tflite_ref=tfl[0], tflm=micro[0], c=got_c, numpy=got_np, c_dsp=got_dsp)
 
 
 def test_add_rejects_too_small_output_scale() -> None:

@@ -78,7 +78,8 @@ class Add(OpDef):
         p = self.int8_kernel(node, graph)
         base = ctx.unique(node.name)
         params = ctx.params(f"{base}_params", "mcutl_add_params_t", struct_fields(p, ctx, base))
-        ctx.call("mcutl_add_s8",
+        # the DSP kernel set's variant takes the same arguments
+        ctx.call("mcutl_add_s8_dsp" if ctx.kernels == "dsp" else "mcutl_add_s8",
                  [params, ctx.act(node.inputs[0]), ctx.act(node.inputs[1]),
                   ctx.act(node.outputs[0]), str(y.size)],
                  describe(node, graph), node=node.name)

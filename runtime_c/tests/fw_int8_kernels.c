@@ -1,5 +1,5 @@
 /*
- * fw_int8_kernels.c - test firmware: runs int8 convolution kernels, both kernel sets, on
+ * fw_int8_kernels.c - test firmware: runs int8 kernels (convolutions, add), both kernel sets, on
  * cases read from the host through semihosting (QEMU), and writes their outputs back
  * (tests/test_int8_dsp_qemu.py packs the cases and checks the outputs bit for bit).
  *
@@ -10,7 +10,9 @@
  *   groups_or_depth_multiplier, act_min, act_max, has_bias,
  *   input dims (n h w c), filter dims (n h w c), output dims (n h w c),
  *   multipliers[C_out], shifts[C_out], bias[C_out] (if has_bias),
- *   then the int8 input and filter, each padded to a multiple of 4 bytes.
+ *   then the int8 input and filter, each padded to a multiple of 4 bytes;
+ *   or op 3 (ADD), kernels, the 12 fields of mcutl_add_params_t in order, size, then the
+ *   two int8 inputs, each padded to a multiple of 4 bytes.
  * "kernel_out.bin": per case the int32 status and the int8 output (padded to 4).
  * The scratch of a DSP kernel is filled with a pattern first: a kernel that read it
  * before writing it would change its output from one case to the next.
@@ -95,6 +97,33 @@ int main(void)
     count = *w++;
     for (i = 0; i < count; ++i) {
         const int32_t op = w[0], kernels = w[1], has_bias = w[13];
+        if (op == 3) {
+            mcutl_add_params_t p;
+            const int32_t size = w[14];
+            const int8_t *in1 = (const int8_t *)(w + 15), *in2 = in1 + 4 * words(size);
+            int8_t *output = (int8_t *)&out_buf[out_words + 1u];
+            if (out_words + 1u + (uint32_t)words(size) > OUT_BYTES / 4u) {
+                fail("fw_int8_kernels: outputs too large\n");
+            }
+            p.input1_zero_point = w[2];
+            p.input2_zero_point = w[3];
+            p.output_zero_point = w[4];
+            p.left_shift = w[5];
+            p.input1_multiplier = w[6];
+            p.input1_shift = w[7];
+            p.input2_multiplier = w[8];
+            p.input2_shift = w[9];
+            p.output_multiplier = w[10];
+            p.output_shift = w[11];
+            p.act_min = w[12];
+            p.act_max = w[13];
+            out_buf[out_words] = (uint32_t)(kernels == 1
+                                                ? mcutl_add_s8_dsp(&p, in1, in2, output, size)
+                                                : mcutl_add_s8(&p, in1, in2, output, size));
+            out_words += 1u + (uint32_t)words(size);
+            w = (const int32_t *)(in2 + 4 * words(size));
+            continue;
+        }
         mcutl_dims_t in_d, f_d, out_d;
         const int32_t *mult, *shift, *bias;
         const int8_t *input, *filter;

@@ -295,6 +295,14 @@ typedef struct {
 mcutl_status_t mcutl_add_s8(const mcutl_add_params_t *params, const int8_t *input1,
                             const int8_t *input2, int8_t *output, int32_t size);
 
+/**
+ * @brief mcutl_add_s8 for cores with the DSP extension: the same arguments and bit for
+ *        bit the same output, the requantisations with SMMULR (no 64-bit arithmetic).
+ *        No scratch buffer; in place allowed.
+ */
+mcutl_status_t mcutl_add_s8_dsp(const mcutl_add_params_t *params, const int8_t *input1,
+                                const int8_t *input2, int8_t *output, int32_t size);
+
 /* ------------------------------------------------------------------------ */
 /* AVERAGE_POOL_2D / MAX_POOL_2D                                             */
 /* ------------------------------------------------------------------------ */

@@ -532,7 +532,7 @@ int mcutl_model_infer(void)
         return 4;
     }
     /* 4: add 'add': 1x14x14x16, 1x14x14x16 -> 1x14x14x16 */
-    if (mcutl_add_s8(&add_params, (mcutl_arena + 19248), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_params, (mcutl_arena + 19248), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != MCUTL_KERNEL_OK) {
         return 5;
     }
     /* 5: conv2d 'convolution_4' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x64 */
@@ -560,7 +560,7 @@ int mcutl_model_infer(void)
         return 11;
     }
     /* 11: add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 22112), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_1_params, (mcutl_arena + 22112), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != MCUTL_KERNEL_OK) {
         return 12;
     }
     /* 12: conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
@@ -588,7 +588,7 @@ int mcutl_model_infer(void)
         return 18;
     }
     /* 18: add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != MCUTL_KERNEL_OK) {
         return 19;
     }
     /* 19: conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */

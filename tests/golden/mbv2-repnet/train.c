@@ -937,7 +937,7 @@ static int train_forward_to(int32_t stop)
         return 4;
     }
     /* add 'add': 1x14x14x16, 1x14x14x16 -> 1x14x14x16 */
-    if (mcutl_add_s8(&add_params, (mcutl_arena + 19240), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != 0) {
+    if (mcutl_add_s8_dsp(&add_params, (mcutl_arena + 19240), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != 0) {
         return 5;
     }
     /* conv2d 'convolution_4' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x64 */
@@ -1040,7 +1040,7 @@ static int train_forward_to(int32_t stop)
         return 29;
     }
     /* add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != 0) {
+    if (mcutl_add_s8_dsp(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != 0) {
         return 30;
     }
     /* conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
@@ -1099,7 +1099,7 @@ static int train_forward_to(int32_t stop)
         return 43;
     }
     /* add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != 0) {
+    if (mcutl_add_s8_dsp(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != 0) {
         return 44;
     }
     /* conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
