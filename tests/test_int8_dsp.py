@@ -32,7 +32,7 @@ def clib(tmp_path_factory: pytest.TempPathFactory) -> Int8Lib:
 @st.composite
 def conv_cases(draw: st.DrawFn, depthwise: bool = False) -> dict[str, Any]:
     kh = draw(st.sampled_from([1, 1, 3, 5]))
-    kw = draw(st.sampled_from([kh, kh, 1, 3]))
+    kw = draw(st.sampled_from([kh, kh, 1, 3, 5]))
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     dil = (draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2])))
     h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))

@@ -225,40 +225,68 @@ static __attribute__((noinline)) void dw_requant_rows(const dw_out_row_t *r, int
     }
 }
 
-/* One output row, all channels, for the 3 x 3 (or 3 x 4) filter. */
-static void dw_out_row_3x2(const dw_out_row_t *r, int8_t *out)
+/* A one-row filter of five or six taps (1-D convolutions, KW = 5: an IMU model's): its
+ * three weight pairs in registers, the sums as dw_sums_3x2 makes them. */
+static __attribute__((noinline)) void dw_sums_1x3(const dw_out_row_t *r)
 {
-    if (r->step == 1) {
-        dw_sums_3x2_s1(r);
-    } else if (r->step == 2) {
-        dw_sums_3x2_s2(r);
-    } else {
-        dw_sums_3x2_any(r);
-    }
-    dw_requant_rows(r, out);
-}
-
-/* Any other filter: KH rows of `pairs` tap pairs. */
-static void dw_out_row_any(const dw_out_row_t *r, int8_t *out)
-{
-    const int32_t ch = r->ch, k_h = r->k_h, pairs = r->pairs;
-    int32_t c, ox, ky, j;
-    for (c = 0; c < ch; ++c) {
-        const uint32_t *wp = r->packed + c * k_h * pairs;
-        const dw_chan_t chan = r->chan[c];
-        for (ox = 0; ox < r->out_w; ++ox) {
-            int32_t acc = chan.bias, v;
-            for (ky = 0; ky < k_h; ++ky) {
-                const int16_t *t = r->row[ky] + c * r->row_step[ky] + ox * r->step;
-                const uint32_t *wk = wp + ky * pairs;
-                for (j = 0; j < pairs; ++j) {
-                    acc = mcutl_smlad(mcutl_ld32(t + 2 * j), wk[j], acc);
-                }
-            }
-            v = mcutl_fast_requantize(acc, chan.q) + r->out_zp;
-            out[ox * ch + c] = (int8_t)mcutl_clamp32(v, r->act_min, r->act_max);
+    const int32_t ch = r->ch, out_w = r->out_w, step = r->step, s0 = r->row_step[0];
+    const int16_t *const row0 = r->row[0];
+    const uint32_t *wp = r->packed;
+    int32_t *sum = r->sums;
+    int32_t c;
+    for (c = 0; c < ch; ++c, wp += 3) {
+        const uint32_t w0 = wp[0], w1 = wp[1], w2 = wp[2];
+        const int16_t *t = row0 + c * s0;
+        int32_t *const end = sum + out_w;
+        for (; sum != end; ++sum, t += step) {
+            int32_t acc = mcutl_smlad(mcutl_ld32(t), w0, 0);
+            acc = mcutl_smlad(mcutl_ld32(t + 2), w1, acc);
+            *sum = mcutl_smlad(mcutl_ld32(t + 4), w2, acc);
         }
     }
+}
+
+/* Any other filter: KH rows of `pairs` tap pairs, the sums as dw_sums_3x2 makes them
+ * (the requantisation pass is shared). */
+static __attribute__((noinline)) void dw_sums_any(const dw_out_row_t *r)
+{
+    const int32_t ch = r->ch, k_h = r->k_h, pairs = r->pairs, out_w = r->out_w;
+    const int32_t step = r->step;
+    int32_t *sum = r->sums;
+    int32_t c, ox, ky, j;
+    for (c = 0; c < ch; ++c) {
+        const uint32_t *const wp = r->packed + c * k_h * pairs;
+        for (ox = 0; ox < out_w; ++ox) {
+            int32_t acc = 0;
+            const uint32_t *wk = wp;
+            for (ky = 0; ky < k_h; ++ky) {
+                const int16_t *t = r->row[ky] + c * r->row_step[ky] + ox * step;
+                for (j = 0; j < pairs; ++j, t += 2) {
+                    acc = mcutl_smlad(mcutl_ld32(t), *wk++, acc);
+                }
+            }
+            *sum++ = acc;
+        }
+    }
+}
+
+/* One output row, all channels. */
+static void dw_out_row(const dw_out_row_t *r, int8_t *out)
+{
+    if (r->k_h == 3 && r->pairs == 2) {
+        if (r->step == 1) {
+            dw_sums_3x2_s1(r);
+        } else if (r->step == 2) {
+            dw_sums_3x2_s2(r);
+        } else {
+            dw_sums_3x2_any(r);
+        }
+    } else if (r->k_h == 1 && r->pairs == 3) {
+        dw_sums_1x3(r);
+    } else {
+        dw_sums_any(r);
+    }
+    dw_requant_rows(r, out);
 }
 
 mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *params,
@@ -350,11 +378,7 @@ mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *param
                 r.row[ky] = t;
                 r.row_step[ky] = l.cols;
             }
-            if (k_h == 3 && l.pairs == 2) {
-                dw_out_row_3x2(&r, output + (b * out_h + oy) * out_w * ch);
-            } else {
-                dw_out_row_any(&r, output + (b * out_h + oy) * out_w * ch);
-            }
+            dw_out_row(&r, output + (b * out_h + oy) * out_w * ch);
         }
     }
     return MCUTL_KERNEL_OK;
