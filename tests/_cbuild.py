@@ -276,7 +276,7 @@ class Int8Lib:
             "mcutl_conv2d_s8": [ctypes.POINTER(CConvParams), pD, _p_i8, pD, _p_i8, _p_i32, pD,
                                 _p_i8],
             "mcutl_conv2d_s8_dsp": [ctypes.POINTER(CConvParams), pD, _p_i8, pD, _p_i8, _p_i32,
-                                    pD, _p_i8, ctypes.c_void_p],
+                                    pD, _p_i8, ctypes.c_void_p],  # scratch: an address
             "mcutl_conv2d_s8_dsp_get_buffer_size": [ctypes.POINTER(CConvParams), pD],
             "mcutl_depthwise_conv2d_s8": [ctypes.POINTER(CDwConvParams), pD, _p_i8, pD, _p_i8,
                                           _p_i32, pD, _p_i8],
@@ -310,10 +310,12 @@ class Int8Lib:
 
     def conv2d_s8(self, p: ConvParams, x: npt.ArrayLike, f: npt.ArrayLike,
                   bias: npt.ArrayLike | None, out_hw: tuple[int, int],
-                  kernels: str = "portable", scratch: bool = True) -> np.ndarray:
+                  kernels: str = "portable", scratch: bool = True,
+                  scratch_offset: int = 0) -> np.ndarray:
         """``kernels="dsp"``: mcutl_conv2d_s8_dsp with a scratch buffer of the size its
         get_buffer_size partner asks, filled with garbage (nothing may read it unwritten);
-        ``scratch=False`` passes NULL instead."""
+        ``scratch=False`` passes NULL instead; ``scratch_offset`` moves it by that many
+        bytes (a misaligned buffer)."""
         xa, fa, ba = _i8(x), _i8(f), _opt_i32(bias)
         mult = np.ascontiguousarray(p.output_multiplier, dtype=np.int32)
         shift = np.ascontiguousarray(p.output_shift, dtype=np.int32)
@@ -325,9 +327,9 @@ class Int8Lib:
         if kernels == "dsp":
             size = self.lib.mcutl_conv2d_s8_dsp_get_buffer_size(ctypes.byref(cp),
                                                                  ctypes.byref(_dims(fa.shape)))
-            buf = np.full((size + 3) // 4 + 1, 0x5A5A5A5A, np.int32)
+            buf = np.full((size + 3) // 4 + 2, 0x5A5A5A5A, np.int32)
             st = self.lib.mcutl_conv2d_s8_dsp(
-                *args, buf.ctypes.data_as(ctypes.c_void_p) if scratch else None)
+                *args, buf.ctypes.data + scratch_offset if scratch else None)
             self._check(st, "mcutl_conv2d_s8_dsp")
         else:
             st = self.lib.mcutl_conv2d_s8(*args)

@@ -108,10 +108,16 @@ def _conv_layer(c_in: int, c_out: int, k: int, bias_value: int | None = None,
 
 
 def test_conv2d_dsp_takes_its_fast_path(clib: Int8Lib) -> None:
-    """A plain layer runs the SIMD path: it needs its scratch (NULL is rejected)."""
+    """A plain layer runs the SIMD path: it needs its scratch (NULL is rejected, and so is
+    a misaligned one: LDRD would fault on the device)."""
     p, x, wq, bias = _conv_layer(8, 6, 3)
     with pytest.raises(KernelError):
         clib.conv2d_s8(p, x, wq, bias, (5, 6), kernels="dsp", scratch=False)
+    with pytest.raises(KernelError):
+        clib.conv2d_s8(p, x, wq, bias, (5, 6), kernels="dsp", scratch_offset=2)
+    np.testing.assert_array_equal(
+        clib.conv2d_s8(p, x, wq, bias, (5, 6), kernels="dsp", scratch_offset=4),
+        ref.conv2d_s8(p, x, wq, bias, (5, 6)))
 
 
 def test_conv2d_dsp_hands_unprovable_layers_to_the_portable_kernel(clib: Int8Lib) -> None:

@@ -331,8 +331,8 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
         return mcutl_conv2d_s8(params, input_dims, input, filter_dims, filter, bias,
                                output_dims, output);
     }
-    if (scratch == 0) {
-        return MCUTL_KERNEL_ARG_ERROR;
+    if (scratch == 0 || ((uintptr_t)scratch & 3u) != 0) {
+        return MCUTL_KERNEL_ARG_ERROR; /* LDRD of the columns faults if not word-aligned */
     }
     in_h = input_dims->h;
     in_w = input_dims->w;
