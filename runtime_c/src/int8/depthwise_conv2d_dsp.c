@@ -163,18 +163,35 @@ static inline void dw_sums_3x2(const dw_out_row_t *r, int32_t step)
         const uint32_t w00 = wp[0], w01 = wp[1], w10 = wp[2], w11 = wp[3], w20 = wp[4];
         const uint32_t w21 = wp[5];
         const int16_t *t0 = row0 + c * s0, *t1 = row1 + c * s1, *t2 = row2 + c * s2;
-        int32_t *const end = sum + out_w;
-        for (; sum != end; ++sum) {
+        int32_t *const end2 = sum + (out_w & ~1);
+        /* two outputs per iteration: the loop's pointer steps and branch shared */
+        for (; sum != end2; sum += 2) {
+            int32_t a = mcutl_smlad(mcutl_ld32(t0), w00, 0);
+            int32_t b = mcutl_smlad(mcutl_ld32(t0 + step), w00, 0);
+            a = mcutl_smlad(mcutl_ld32(t0 + 2), w01, a);
+            b = mcutl_smlad(mcutl_ld32(t0 + step + 2), w01, b);
+            a = mcutl_smlad(mcutl_ld32(t1), w10, a);
+            b = mcutl_smlad(mcutl_ld32(t1 + step), w10, b);
+            a = mcutl_smlad(mcutl_ld32(t1 + 2), w11, a);
+            b = mcutl_smlad(mcutl_ld32(t1 + step + 2), w11, b);
+            a = mcutl_smlad(mcutl_ld32(t2), w20, a);
+            b = mcutl_smlad(mcutl_ld32(t2 + step), w20, b);
+            a = mcutl_smlad(mcutl_ld32(t2 + 2), w21, a);
+            b = mcutl_smlad(mcutl_ld32(t2 + step + 2), w21, b);
+            sum[0] = a;
+            sum[1] = b;
+            t0 += 2 * step;
+            t1 += 2 * step;
+            t2 += 2 * step;
+        }
+        if (out_w & 1) {
             int32_t acc = mcutl_smlad(mcutl_ld32(t0), w00, 0);
             acc = mcutl_smlad(mcutl_ld32(t0 + 2), w01, acc);
             acc = mcutl_smlad(mcutl_ld32(t1), w10, acc);
             acc = mcutl_smlad(mcutl_ld32(t1 + 2), w11, acc);
             acc = mcutl_smlad(mcutl_ld32(t2), w20, acc);
             acc = mcutl_smlad(mcutl_ld32(t2 + 2), w21, acc);
-            *sum = acc;
-            t0 += step;
-            t1 += step;
-            t2 += step;
+            *sum++ = acc;
         }
     }
 }
