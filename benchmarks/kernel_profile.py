@@ -5,7 +5,10 @@
 Compiles a training build (repnet, stm32f405) of the two example backbones and of the
 MLPerf-Tiny DS-CNN KWS, runs `mcutl profile` on each, and prints the forward int8 kernel
 calls (convolutions, depthwise, fully connected) with their instructions per MAC, and the
-whole int8 forward (every forward call of the backbone, MACs of its conv/fc layers).
+int8 forward (every forward call of the backbone: its instructions over the MACs of its
+conv/fc layers); "whole forward" adds the training method's side network and masks.
+Layer names print the vertical stride only (TinyIMU1D's features.1.0 and features.2.0
+have stride 2 along their width).
 ``--kernels`` overrides the target's kernel set (`kernels` in target.toml) for a
 before/after comparison on the same machine.
 """

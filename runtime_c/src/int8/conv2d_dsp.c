@@ -11,11 +11,15 @@
  *    each channel are one load and two SXTB16 (bytes 0/2 and 1/3 as int16 pairs); the
  *    columns are stored in the matching order (x0, x2, x1, x3 per group of four, what
  *    SXTB16 of the input word yields), so every SMLAD takes two MACs with no repacking:
- *    16 MACs for 8 SMLAD, 4 SXTB16 and 6 loads.
- * 3. Per-channel requantisation of the four sums with mcutl_fast_requantize (dsp.h):
- *    SMMULR and three shifts/adds, exact when the layer's accumulators are provably
- *    small enough, which is checked once per call; a layer where it is not (or a
- *    grouped convolution) runs the portable kernel instead.
+ *    16 MACs for 8 SMLAD, 4 SXTB16, 2 weight loads and 2 LDRD of the columns.
+ * 3. Per-channel requantisation of the sums with mcutl_fast_requantize (dsp.h): SMMULR
+ *    and three shifts/adds, exact when the layer's accumulators are provably small
+ *    enough, which is checked once per call; a layer where it is not (or a grouped
+ *    convolution) runs the portable kernel instead. Both pixels of a channel are
+ *    clamped together as int16 pairs (QADD16, SSUB16 + SEL).
+ *
+ * Scratch (mcutl_conv2d_s8_dsp_get_buffer_size): the two columns, then per output
+ * channel its requantisation constants and bias, then two int32 sums per channel.
  */
 #include "mcutl/int8.h"
 
