@@ -2,7 +2,7 @@
 /*
  * On-device training (repnet): the frozen int8 backbone from flash, the trainable
  * side network and head in float32, one static arena for every activation, mask and
- * gradient of the step (14160 B), parameters / gradients / optimizer
+ * gradient of the step (14264 B), parameters / gradients / optimizer
  * state as static arrays (676 parameters).
  *
  * Requests (docs/protocol.md): SAMPLE, STEP, INFER, GET_PARAMS, SET_PARAMS, DIGEST,
@@ -32,7 +32,7 @@
 #define MCUTL_INPUT_BYTES 600u
 #define MCUTL_NUM_CLASSES 4
 #define MCUTL_PARAM_COUNT 676u
-#define MCUTL_ARENA_BYTES 14160u
+#define MCUTL_ARENA_BYTES 14264u
 #define MCUTL_OPT_STATE_COUNT 676u
 #define MCUTL_PROBE_COUNT 1u
 #define MCUTL_MAX_LOSS 100.0f
@@ -365,55 +365,63 @@ static int train_forward_to(int32_t stop)
         return 6;
     }
     /* m0_groupnorm2: group norm, 1 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x1x25x8, ((float *)(mcutl_arena + 0)), 1, 1e-05f, (mcutl_params + 144), (mcutl_params + 152), ((float *)(mcutl_arena + 800)), ((float *)(mcutl_arena + 11200)), ((float *)(mcutl_arena + 1600)), ((float *)(mcutl_arena + 14152))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x1x25x8, ((float *)(mcutl_arena + 0)), 1, 1e-05f, (mcutl_params + 144), (mcutl_params + 152), ((float *)(mcutl_arena + 800)), ((float *)(mcutl_arena + 11200)), ((float *)(mcutl_arena + 1600)), ((float *)(mcutl_arena + 14256))) != 0) {
         return 7;
     }
     /* m0_relu3: relu (mask saved) */
-    if (mcutl_relu_f32(((float *)(mcutl_arena + 800)), 200, ((float *)(mcutl_arena + 12000)), ((uint8_t *)(mcutl_arena + 14104))) != 0) {
+    if (mcutl_relu_f32(((float *)(mcutl_arena + 800)), 200, ((float *)(mcutl_arena + 12000)), ((uint8_t *)(mcutl_arena + 14208))) != 0) {
         return 8;
     }
     /* m0_conv4: conv 1x1 groups 1 */
-    if (mcutl_conv2d_f32(&m0_conv4_f32params, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 12000)), &f32dims_32x1x1x8, (mcutl_params + 160), NULL, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 8000))) != 0) {
+    if (mcutl_conv2d_f32(&m0_conv4_f32params, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 12000)), &f32dims_32x1x1x8, (mcutl_params + 160), NULL, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 0))) != 0) {
         return 9;
     }
     /* m0_groupnorm5: group norm, 4 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x1x25x32, ((float *)(mcutl_arena + 8000)), 4, 1e-05f, (mcutl_params + 416), (mcutl_params + 448), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 4800)), ((float *)(mcutl_arena + 4000)), ((float *)(mcutl_arena + 14136))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x1x25x32, ((float *)(mcutl_arena + 0)), 4, 1e-05f, (mcutl_params + 416), (mcutl_params + 448), ((float *)(mcutl_arena + 8000)), ((float *)(mcutl_arena + 4800)), ((float *)(mcutl_arena + 4000)), ((float *)(mcutl_arena + 14240))) != 0) {
         return 10;
     }
     /* connector 0: dequantise convolution_2 */
-    if (mcutl_dequantize_s8_f32((mcutl_arena + 3200), 800, 0.014598125591874123f, -128, ((float *)(mcutl_arena + 8000))) != 0) {
+    if (mcutl_dequantize_s8_f32((mcutl_arena + 3200), 800, 0.014598125591874123f, -128, ((float *)(mcutl_arena + 0))) != 0) {
         return 11;
     }
     /* connector 0: add module 0's output */
-    if (mcutl_add_f32(((float *)(mcutl_arena + 8000)), ((float *)(mcutl_arena + 0)), 800, ((float *)(mcutl_arena + 8000))) != 0) {
+    if (mcutl_add_f32(((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 8000)), 800, ((float *)(mcutl_arena + 0))) != 0) {
         return 12;
     }
-    /* connector 0: requantise the sum for the backbone */
-    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 8000)), 800, 0.014598125591874123f, -128, (mcutl_arena + 3200)) != 0) {
+    /* c0_quantize: clamp sum_convolution_2 to what int8 convolution_2 can hold */
+    if (mcutl_clamp_f32(((float *)(mcutl_arena + 0)), 800, 0.0f, 3.722522020339966f, ((float *)(mcutl_arena + 0))) != 0) {
         return 13;
+    }
+    /* connector 0: requantise the sum for the backbone */
+    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 800, 0.014598125591874123f, -128, (mcutl_arena + 3200)) != 0) {
+        return 14;
     }
     if (stop == 0) {
         return 0; /* probe point 0 */
     }
+    /* mask of where convolution_2 did not saturate, for backward */
+    if (mcutl_act_mask_from_s8((mcutl_arena + 3200), 800, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 14104))) != 0) {
+        return 15;
+    }
     /* conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
     if (mcutl_conv2d_s8(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 3200), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 0)) != 0) {
-        return 14;
+        return 16;
     }
     /* mask of convolution_3's relu for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 0), 1200, -128, 127, MCUTL_ACT_MASK_RELU, ((uint8_t *)(mcutl_arena + 8192))) != 0) {
-        return 15;
+        return 17;
     }
     /* global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
     if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 0), -128, 127, (mcutl_arena + 1200)) != 0) {
-        return 16;
+        return 18;
     }
     /* dequantise the backbone features */
     if (mcutl_dequantize_s8_f32((mcutl_arena + 1200), 48, 0.011283718049526215f, -128, ((float *)(mcutl_arena + 0))) != 0) {
-        return 17;
+        return 19;
     }
     /* head: linear 48 -> 4 */
     if (mcutl_linear_f32(1, 48, ((float *)(mcutl_arena + 0)), 4, (mcutl_params + 480), (mcutl_params + 672), ((float *)(mcutl_arena + 208))) != 0) {
-        return 18;
+        return 20;
     }
     return 0;
 }
@@ -431,66 +439,70 @@ static int train_backward(float *loss)
     /* loss: softmax cross-entropy, gradient of the logits */
     *loss = mcutl_softmax_xent_f32(((float *)(mcutl_arena + 208)), &mcutl_label, 1, 4, mcutl_label_smoothing, 1.0f, NULL, ((float *)(mcutl_arena + 192)));
     if (*loss < 0.0f) {
-        return 19; /* the kernel rejected its arguments */
+        return 21; /* the kernel rejected its arguments */
     }
     if (!train_loss_ok(*loss)) {
         return -1;
     }
     /* head: weight gradient (accumulates) */
     if (mcutl_linear_grad_weight_f32(1, 48, ((float *)(mcutl_arena + 0)), 4, ((float *)(mcutl_arena + 192)), (mcutl_grads + 480)) != 0) {
-        return 20;
+        return 22;
     }
     /* head: bias gradient (accumulates) */
     if (mcutl_linear_grad_bias_f32(1, 4, ((float *)(mcutl_arena + 192)), (mcutl_grads + 672)) != 0) {
-        return 21;
+        return 23;
     }
     /* head: gradient of the features */
     if (mcutl_linear_grad_input_f32(1, 48, 4, (mcutl_params + 480), ((float *)(mcutl_arena + 192)), ((float *)(mcutl_arena + 8000)), 0) != 0) {
-        return 22;
+        return 24;
     }
     /* mean: global average pool backward */
     if (mcutl_global_avg_pool_grad_input_f32(&f32dims_1x1x25x48, ((float *)(mcutl_arena + 8000)), ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 23;
+        return 25;
     }
     /* convolution_3: gradient through its relu */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 8192)), 1200, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 24;
+        return 26;
     }
     /* convolution_3: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_3_1_f32params, &f32dims_1x1x25x48, ((float *)(mcutl_arena + 0)), &f32dims_48x1x1x32, convolution_3_weights, convolution_3_1_wscale, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 8000)), 0) != 0) {
-        return 25;
+        return 27;
+    }
+    /* c0_add: gradient through the clamp of sum_convolution_2 to its int8 range */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 8000)), ((uint8_t *)(mcutl_arena + 14104)), 800, ((float *)(mcutl_arena + 8000)), 0) != 0) {
+        return 28;
     }
     /* m0_groupnorm5: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x32, 4, ((float *)(mcutl_arena + 4800)), ((float *)(mcutl_arena + 14136)), (mcutl_params + 416), ((float *)(mcutl_arena + 8000)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 416), (mcutl_grads + 448)) != 0) {
-        return 26;
+    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x32, 4, ((float *)(mcutl_arena + 4800)), ((float *)(mcutl_arena + 14240)), (mcutl_params + 416), ((float *)(mcutl_arena + 8000)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 416), (mcutl_grads + 448)) != 0) {
+        return 29;
     }
     /* m0_conv4: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 12000)), &f32dims_1x1x25x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x8, (mcutl_grads + 160)) != 0) {
-        return 27;
+        return 30;
     }
     /* m0_conv4: conv input gradient */
     if (mcutl_conv2d_grad_input_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x8, (mcutl_params + 160), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 3200)), 0) != 0) {
-        return 28;
+        return 31;
     }
     /* m0_relu3: relu backward */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 3200)), ((uint8_t *)(mcutl_arena + 14104)), 200, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 29;
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 3200)), ((uint8_t *)(mcutl_arena + 14208)), 200, ((float *)(mcutl_arena + 0)), 0) != 0) {
+        return 32;
     }
     /* m0_groupnorm2: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x8, 1, ((float *)(mcutl_arena + 11200)), ((float *)(mcutl_arena + 14152)), (mcutl_params + 144), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 800)), 0, (mcutl_grads + 144), (mcutl_grads + 152)) != 0) {
-        return 30;
+    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x8, 1, ((float *)(mcutl_arena + 11200)), ((float *)(mcutl_arena + 14256)), (mcutl_params + 144), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 800)), 0, (mcutl_grads + 144), (mcutl_grads + 152)) != 0) {
+        return 33;
     }
     /* m0_conv1: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m0_conv1_f32params_1, &f32dims_1x1x25x6, ((float *)(mcutl_arena + 13400)), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 800)), &f32dims_8x1x3x6, (mcutl_grads + 0)) != 0) {
-        return 31;
+        return 34;
     }
     /* convolution_2: gradient through its relu */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 8000)), ((uint8_t *)(mcutl_arena + 14000)), 800, ((float *)(mcutl_arena + 8000)), 0) != 0) {
-        return 32;
+        return 35;
     }
     /* convolution_2: input gradient through the frozen int8 weights */
     if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_2_1_f32params, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 8000)), &f32dims_1x1x5x32, convolution_2_weights, convolution_2_1_wscale, &f32dims_1x1x50x32, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 33;
+        return 36;
     }
     return 0;
 }
