@@ -222,8 +222,9 @@ class GraphBuilder:
         if any(begins[:2]) or any(ends[:2]):
             raise self.unsupported(f"Pad of the batch or channel axis (pads {tuple(pads)} of "
                                    f"{x.src_shape}): only the spatial axes (H and W, or L) "
-                                   "can be padded; pad channels by widening the next "
-                                   "layer's weights with zeros instead")
+                                   "can be padded; remove the channel padding from the "
+                                   "model (before a conv, zero channels add nothing: drop "
+                                   "their weights instead)")
         if value != 0.0:
             raise self.unsupported(f"Pad with the value {value}: only zero padding (real 0, "
                                    "the int8 zero point) is supported; pad with 0")

@@ -86,7 +86,8 @@ def _pad(b: GraphBuilder, n: _Node) -> None:
     if n.opt_input(2):
         if not b.is_const(n.inputs[2]):
             raise b.unsupported("Pad with a constant_value that is not a constant (computed "
-                                "by the graph); only zero padding is supported")
+                                "by the graph); only zero padding is supported: make it the "
+                                "constant 0 or omit it")
         c = b.const(n.inputs[2]).reshape(-1)
         value = float(c[0]) if c.size else 0.0
     rank = len(x.src_shape)
