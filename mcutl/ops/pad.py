@@ -6,7 +6,7 @@ input's scale and zero point, as TFLite's int8 PAD does.
 
 ``simplify`` folds a pad into the explicit ``pad`` of the ops that read it when every
 reader can take it (``OpDef.absorb_input_pad``: convolutions, whose padding means
-zeros); what is left (a pad before a pool, where zeros would win a max or count in
+zeros, and another pad); what is left (a pad before a pool, where zeros would win a max or count in
 an average, or read by other ops) runs as its own int8 kernel ``mcutl_pad_s8``.
 """
 
@@ -64,6 +64,13 @@ class Pad(OpDef):
         graph.replace_uses(out, x)
         graph.prune()
         return True
+
+    def can_absorb_input_pad(self, graph: Graph, node: Node, tensor: str) -> bool:
+        return True  # two zero pads are one
+
+    def absorb_input_pad(self, graph: Graph, node: Node, pad: tuple[int, int, int, int],
+                         unpadded: Shape) -> None:
+        node.attrs["pad"] = tuple(p + q for p, q in zip(pad, attr_pad(node), strict=True))
 
     def reference_int8(self, node: Node, graph: Graph,
                        inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
