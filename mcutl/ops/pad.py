@@ -100,5 +100,5 @@ class Pad(OpDef):
         ctx.call("mcutl_pad_s8",
                  [ctx.dims(x.shape), ctx.act(node.inputs[0]), str(t), str(b), str(left),
                   str(r), str(zp), ctx.act(node.outputs[0])],
-                 describe(node, graph, f"pad {t}/{left}/{b}/{r} with the zero point"),
+                 describe(node, graph, f"top/left/bottom/right {t}/{left}/{b}/{r}"),
                  node=node.name)
