@@ -15,6 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
+from mcutl.errors import McutlError
 from mcutl.frontend.builder import GraphBuilder
 from mcutl.ir.graph import Graph, GraphError
 from mcutl.validate import InputError, ModelFileError
@@ -218,6 +219,7 @@ CONST_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Resha
              "Add", "Sub", "Mul", "Div", "Identity", "Transpose", "ConstantOfShape", "Slice")
 
 SUPPORTED = sorted(set(HANDLERS) | {"Constant"})
+MAX_CONST = 1 << 22  #: elements of a constant computed at import (ConstantOfShape)
 
 
 def _const_eval(b: GraphBuilder, n: _Node) -> bool:
@@ -231,6 +233,9 @@ def _const_eval(b: GraphBuilder, n: _Node) -> bool:
         value = numpy_helper.to_array(fill).reshape(-1) if fill is not None else np.zeros(
             1, np.float32)
         shape = [int(d) for d in b.const(ins[0]).reshape(-1)]
+        if min(shape, default=1) < 0 or int(np.prod(shape, dtype=np.float64)) > MAX_CONST:
+            raise b.unsupported(f"ConstantOfShape of shape {shape}: not shape or pad "
+                                "arithmetic (negative or too large); re-export the model")
         b.set_const(n.outputs[0], np.full(shape, value[0], value.dtype))
         return True
     if n.op_type not in CONST_OPS or not ins or not all(b.is_const(i) for i in ins):
@@ -393,19 +398,31 @@ def _lower(b: GraphBuilder, g: onnx.GraphProto) -> Graph:
     for i, proto in enumerate(g.node):
         n = _Node(proto, i)
         with b.at(n.op_type, n.name):
-            if n.op_type == "Constant":
-                b.set_const(n.outputs[0], _constant_value(b, n))
-            elif _const_eval(b, n):
-                continue
-            elif n.op_type in HANDLERS:
-                HANDLERS[n.op_type](b, n)
-            elif n.op_type in CONST_OPS:
-                raise b.unsupported(f"{n.op_type} is imported only where it computes "
-                                    "constants (shape or pad arithmetic); here it reads an "
-                                    "activation")
-            else:
-                raise b.unsupported("no import rule for this op")
+            try:
+                _lower_node(b, n)
+            except (McutlError, GraphError):
+                raise
+            except (ValueError, IndexError, TypeError, KeyError, OverflowError,
+                    MemoryError) as exc:  # attributes or constants that contradict each other
+                problem = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+                raise b.unsupported(f"inconsistent node in the file ({type(exc).__name__}: "
+                                    f"{problem}); re-export the model with torch.onnx.export"
+                                    ) from exc
     return b.finish([o.name for o in g.output])
+
+
+def _lower_node(b: GraphBuilder, n: _Node) -> None:
+    if n.op_type == "Constant":
+        b.set_const(n.outputs[0], _constant_value(b, n))
+    elif _const_eval(b, n):
+        return
+    elif n.op_type in HANDLERS:
+        HANDLERS[n.op_type](b, n)
+    elif n.op_type in CONST_OPS:
+        raise b.unsupported(f"{n.op_type} is imported only where it computes constants "
+                            "(shape or pad arithmetic); here it reads an activation")
+    else:
+        raise b.unsupported("no import rule for this op")
 
 
 def _constant_value(b: GraphBuilder, n: _Node) -> np.ndarray:
