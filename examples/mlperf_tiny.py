@@ -3,9 +3,10 @@
 - ``MobileNetV1VWW``: MobileNetV1 with width 0.25 on 96x96x3 (visual wake words, 2
   classes): a 3x3 stem and 13 depthwise-separable blocks.
 - ``DSCNNKWS``: DS-CNN for keyword spotting on 49x10 MFCCs (12 classes): a 10x4 stride-2
-  conv and 4 depthwise-separable blocks of 64 channels. The reference model pads
-  Keras-style ("same", rows 4/5); this one pads symmetrically (4, 1) until mcutl imports
-  asymmetric pads, so its first map is 24x5 instead of 25x5.
+  conv and 4 depthwise-separable blocks of 64 channels. Its stem pads Keras-style, as
+  the reference model ("same": rows 4 above and 5 below, columns 1 and 1), with an
+  ``nn.ZeroPad2d`` before a padding-0 conv, so its first map is 25x5; mcutl folds the
+  pad into the conv's explicit asymmetric padding (TFLite: a SAME conv).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class DSCNNKWS(nn.Module):
     def __init__(self, num_classes: int = 12, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.stem = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (4, 1), bias=False),
+        self.stem = nn.Sequential(nn.ZeroPad2d((1, 1, 4, 5)),  # left, right, top, bottom
+                                  nn.Conv2d(1, 64, (10, 4), 2, bias=False),
                                   nn.BatchNorm2d(64), nn.ReLU())
         self.blocks = nn.Sequential(*[_dws(64, 64, 1, nn.ReLU) for _ in range(4)])
         self.pool = nn.AdaptiveAvgPool2d(1)
