@@ -3,9 +3,10 @@ the device (the host build of the same generated C, bit-identical to the QEMU fi
 and as its PyTorch fp32 twin (mcutl/train/twin.py) with the same recipe, k shots per
 class, several seeds; peak training SRAM and flash from the build's plan.
 
-One recipe for every method: SGD with momentum 0.9, mini-batches of 8 (mean), a cosine
-decay of the learning rate to 0 over the run, ``SAMPLES`` samples in all (as many epochs
-of the k-shot set as that takes). The learning rate is chosen per method from
+One recipe for every method, `mcutl train`'s defaults (mcutl/train/recipe.py): SGD with
+momentum 0.9, mini-batches of 8 (the mean of their gradients), a cosine decay of the
+learning rate to 0 over the run, as many epochs of the k-shot set as make 1600 samples.
+The learning rate is chosen per method from
 ``LR_GRID`` on a validation split of the target pool that no reported run trains or
 tests on (seed ``VAL_SEED``), by the device's accuracy.
 
@@ -33,7 +34,7 @@ from mcutl.errors import McutlError
 from mcutl.ir.layout import to_ir_layout
 from mcutl.train.codegen import TrainOptions
 from mcutl.train.loop import TrainingStopped, train
-from mcutl.train.recipe import Recipe
+from mcutl.train.recipe import DEFAULT_BATCH, DEFAULT_SAMPLES, Recipe, over_run
 from mcutl.train.twin import train_twin, twin_of
 
 METHODS = ("last", "bias", "bn-shift", "adaptor", "repnet", "finetune-last-k")
@@ -41,7 +42,7 @@ TITLES = {"none": "no adaptation", "last": "head only", "bias": "bias + head (Ti
           "bn-shift": "norm shifts + head (MobileTL)", "adaptor": "adaptor + head (DA3)",
           "repnet": "Rep-Net", "finetune-last-k": "last block + head"}
 LR_GRID = (0.01, 0.03, 0.1, 0.3)
-SAMPLES, BATCH, MOMENTUM = 1600, 8, 0.9
+BATCH, MOMENTUM = DEFAULT_BATCH, 0.9
 VAL_SEED = 100
 TARGETS = ("stm32f405", "stm32f746")  # the first the build fits (128 KB, then 320 KB)
 
@@ -97,12 +98,12 @@ class Results:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def recipe(lr: float, n_shots: int) -> tuple[Recipe, int]:
-    """The recipe of a run on ``n_shots`` samples and its epochs."""
-    epochs = max(1, math.ceil(SAMPLES / n_shots))
+def recipe(lr: float, n_shots: int, samples: int = DEFAULT_SAMPLES) -> tuple[Recipe, int]:
+    """The recipe of a run on ``n_shots`` samples and its epochs (`mcutl train`'s
+    defaults when ``samples`` is DEFAULT_SAMPLES)."""
+    epochs = max(1, math.ceil(samples / n_shots))
     updates = math.ceil(epochs * n_shots / BATCH)
-    return Recipe(lr=lr, momentum=MOMENTUM, schedule="cosine", period=updates, gamma=0.0,
-                  average=True), epochs
+    return over_run(Recipe(lr=lr, momentum=MOMENTUM, average=True), updates), epochs
 
 
 def compile_methods(task: Task, out: Path, methods: Sequence[str],
@@ -134,10 +135,10 @@ def _nhwc(info: Any, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(to_ir_layout(x, info.source_layout)).astype(np.float32)
 
 
-def run_one(task: Task, b: Build, lr: float, shots: np.ndarray, eval_idx: np.ndarray,
-            eval_x: np.ndarray, eval_y: np.ndarray, seed: int, twin: bool) -> Run:
+def run_one(task: Task, b: Build, lr: float, shots: np.ndarray, eval_x: np.ndarray,
+            eval_y: np.ndarray, seed: int, twin: bool, samples: int = DEFAULT_SAMPLES) -> Run:
     t0 = time.perf_counter()
-    rec, epochs = recipe(lr, len(shots))
+    rec, epochs = recipe(lr, len(shots), samples)
     x, y = task.pool_x[shots], task.pool_y[shots]
     try:
         dev = train(b.path, x, y, epochs=epochs, batch=BATCH, eval_x=eval_x, eval_y=eval_y,
@@ -160,7 +161,8 @@ def run_one(task: Task, b: Build, lr: float, shots: np.ndarray, eval_idx: np.nda
 
 
 def run_task(task: Task, out: Path, methods: Sequence[str] = METHODS,
-             log: Callable[[str], None] = print) -> Results:
+             log: Callable[[str], None] = print, lr_grid: Sequence[float] = LR_GRID,
+             samples: int = DEFAULT_SAMPLES) -> Results:
     res = Results(task.key, task.title)
     log(f"compiling {len(methods)} methods for {task.title}")
     builds = compile_methods(task, out, methods, log)
@@ -173,9 +175,9 @@ def run_task(task: Task, out: Path, methods: Sequence[str] = METHODS,
     val = rest[np.random.default_rng(VAL_SEED).permutation(len(rest))[:300]]
     for m, b in builds.items():
         scores = {}
-        for lr in LR_GRID:
-            r = run_one(task, b, lr, shots, val, task.pool_x[val], task.pool_y[val],
-                        VAL_SEED, twin=False)
+        for lr in lr_grid:
+            r = run_one(task, b, lr, shots, task.pool_x[val], task.pool_y[val], VAL_SEED,
+                        twin=False, samples=samples)
             scores[str(lr)] = r.device_after
         res.validation[m] = scores
         # the best; on a tie the smaller lr; a diverged run (nan) never wins
@@ -188,8 +190,8 @@ def run_task(task: Task, out: Path, methods: Sequence[str] = METHODS,
         for seed in task.seeds:
             shots, _ = few_shot_split(task.pool_y, k, seed=seed)
             for m, b in builds.items():
-                r = run_one(task, b, res.lr[m], shots, np.arange(len(task.test_y)),
-                            task.test_x, task.test_y, seed, twin=True)
+                r = run_one(task, b, res.lr[m], shots, task.test_x, task.test_y, seed,
+                            twin=True, samples=samples)
                 res.runs.append(asdict(r))
                 log(f"  k={k} seed={seed} {m:16s} device {100 * r.device_after:5.1f} %  "
                     f"fp32 twin {100 * r.twin_after:5.1f} %  ({r.seconds:.0f} s)")
@@ -319,6 +321,9 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
                     help="number of seeds (default: the task's)")
     ap.add_argument("--out", type=Path, default=None,
                     help="where results.md/json/png go (default: beside the script)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run (CI): the smallest k, one seed, lr 0.1 only, 400 "
+                         "samples per run, 100 test samples; not the tables' figures")
     a = ap.parse_args(argv)
     if not determinism.is_pinned_process():  # the twin's torch numerics: see determinism.py
         determinism.run_pinned([str(script), *(argv if argv is not None else sys.argv[1:])])
@@ -336,8 +341,13 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
         for task in tasks:
             if a.seeds is not None:
                 task.seeds = task.seeds[: a.seeds]
+            extra: dict[str, Any] = {}
+            if a.quick:
+                task.ks, task.seeds = (min(task.ks),), task.seeds[:1]
+                task.test_x, task.test_y = task.test_x[:100], task.test_y[:100]
+                extra = {"lr_grid": (0.1,), "samples": 400}
             res = run_task(task, build / task.key, methods,
-                           log=lambda s: print(s, flush=True))
+                           log=lambda s: print(s, flush=True), **extra)
             results.append(res)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
