@@ -7,8 +7,10 @@ with the device's recipe (mcutl/train/recipe.py), sample order and update bounda
 (as `mcutl.train.loop.train`), but with the frozen backbone run in float32: every
 backbone node is its op's ``torch_forward_f32`` on the dequantised int8 weights followed
 by its fused ReLU/ReLU6, activations are never rounded or saturated, a connector writes
-its float value into the backbone, and autograd gives the exact float backward (no
-straight-through rule). The difference between the twin and the device is therefore
+its float value into the backbone (through the activation of the tensor it writes: a
+shift or side output added to a ReLU6 output stays in [0, 6], as on the device, where
+the int8 range of such a tensor starts at 0), and autograd gives the exact float
+backward (no straight-through rule). The difference between the twin and the device is therefore
 what int8 activations and the straight-through backward cost; the weights are the
 deployed ones in both.
 """
@@ -67,11 +69,7 @@ class FloatTwin(TorchReference):
         if node.name in self._biases:
             p = self.param(f"{self._biases[node.name].name}.bias")
             y = y + (p - self._bias0[node.name])
-        act = node.op if node.op in _CLAMPS else node.attrs.get("act", "none")
-        if act in _CLAMPS:
-            lo, hi = _CLAMPS[act]
-            y = y.clamp(min=lo) if hi is None else y.clamp(lo, hi)
-        return y
+        return _activation(node, y)
 
     def forward(self, x: np.ndarray, forced: dict[str, np.ndarray] | None = None
                 ) -> torch.Tensor:
@@ -86,8 +84,10 @@ class FloatTwin(TorchReference):
         def after(name: str) -> None:
             for n in self._after.get(name, []):
                 fop = get_float_op(n.op, n)
-                if fop.writes_backbone:
-                    values[n.output] = fv[n.inputs[0]].reshape(values[n.output].shape)
+                if fop.writes_backbone:  # keeps the activation of the tensor it writes
+                    values[n.output] = _activation(
+                        self._producer[n.output], fv[n.inputs[0]].reshape(
+                            values[n.output].shape))
                 elif fop.reads_backbone:  # as the reference: the value itself
                     fv[n.output] = values[n.inputs[0]].reshape(self.model.shapes[n.output])
                 else:
@@ -108,6 +108,15 @@ class FloatTwin(TorchReference):
     def predict(self, xs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return np.array([int(self.forward(x).argmax()) for x in xs])
+
+
+def _activation(node: Node, y: torch.Tensor) -> torch.Tensor:
+    """``y`` through the ReLU/ReLU6 that ``node`` fuses (or is), if any."""
+    act = node.op if node.op in _CLAMPS else node.attrs.get("act", "none")
+    if act not in _CLAMPS:
+        return y
+    lo, hi = _CLAMPS[act]
+    return y.clamp(min=lo) if hi is None else y.clamp(lo, hi)
 
 
 @dataclass
