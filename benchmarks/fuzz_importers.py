@@ -23,13 +23,15 @@ from mcutl.errors import McutlError
 
 
 def seed_onnx() -> bytes:
-    """A small conv net (conv, batchnorm, relu, pool, linear) exported to ONNX."""
+    """A small conv net (zero pad, conv, batchnorm, relu, zero pad, pool, linear) exported
+    to ONNX (the pads as the exporter's ConstantOfShape/Slice/... arithmetic and Pad)."""
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+    model = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.ZeroPad2d((0, 1, 0, 1)), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 3)).eval()
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,9 +3,10 @@
 - ``MobileNetV1VWW``: MobileNetV1 with width 0.25 on 96x96x3 (visual wake words, 2
   classes): a 3x3 stem and 13 depthwise-separable blocks.
 - ``DSCNNKWS``: DS-CNN for keyword spotting on 49x10 MFCCs (12 classes): a 10x4 stride-2
-  conv and 4 depthwise-separable blocks of 64 channels. The reference model pads
-  Keras-style ("same", rows 4/5); this one pads symmetrically (4, 1) until mcutl imports
-  asymmetric pads, so its first map is 24x5 instead of 25x5.
+  conv and 4 depthwise-separable blocks of 64 channels. Its stem pads Keras-style, as
+  the reference model ("same": rows 4 above and 5 below, columns 1 and 1), with an
+  ``nn.ZeroPad2d`` before a padding-0 conv, so its first map is 25x5; mcutl folds the
+  pad into the conv's explicit asymmetric padding (TFLite: a SAME conv).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class DSCNNKWS(nn.Module):
     def __init__(self, num_classes: int = 12, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.stem = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (4, 1), bias=False),
+        self.stem = nn.Sequential(nn.ZeroPad2d((1, 1, 4, 5)),  # left, right, top, bottom
+                                  nn.Conv2d(1, 64, (10, 4), 2, bias=False),
                                   nn.BatchNorm2d(64), nn.ReLU())
         self.blocks = nn.Sequential(*[_dws(64, 64, 1, nn.ReLU) for _ in range(4)])
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -56,3 +58,36 @@ class DSCNNKWS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip: nn.Module = nn.Identity() if stride == 1 and c_in == c_out else \
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+class ResNet8(nn.Module):
+    """MLPerf Tiny's image-classification ResNet-8 on 32x32x3 (CIFAR-10 style): a 3x3
+    stem of 16 channels and three residual stages of 16, 32 and 64 channels (stride 1,
+    2, 2), global average pooling and a linear head."""
+
+    def __init__(self, num_classes: int = 10, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.stages = nn.Sequential(_ResBlock(16, 16, 1), _ResBlock(16, 32, 2),
+                                    _ResBlock(32, 64, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))

@@ -20,6 +20,7 @@ from mcutl.errors import McutlError
 from mcutl.methods import METHODS, Method
 from mcutl.targets import list_targets, load_target
 from mcutl.train.guard import DEFAULT_MAX_REJECTED
+from mcutl.train.recipe import DEFAULT_BATCH, DEFAULT_SAMPLES
 from mcutl.validate import (
     check_batch,
     check_labels,
@@ -411,6 +412,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from mcutl.compile import BuildInfo
     from mcutl.train.loop import TrainingStopped, load_state_file, plot_losses, train
+    from mcutl.train.recipe import default_epochs
 
     build = Path(args.build)
     x, y = load_npz_xy(args.data)
@@ -431,6 +433,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "--holdout")
     order = np.random.default_rng(args.seed).permutation(len(x))
     ev, tr = order[:n_eval], order[n_eval:]
+    if args.epochs is None:
+        args.epochs = default_epochs(len(tr))
     total_updates = -(-args.epochs * len(tr) // args.batch)
     torch.set_num_threads(1)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -489,7 +493,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     link = ""
     if res.retries:
         link = f"; link: {res.retries} resends, frames of {res.link_payload} B at the end"
-    console.print(f"trained on {res.samples} samples at {res.samples_per_s:.1f} samples/s; "
+    console.print(f"trained on {res.samples} samples ({args.epochs} epochs of {len(tr)}, "
+                  f"batch {args.batch}) at {res.samples_per_s:.1f} samples/s; "
                   f"loss {np.mean(ok[:10]):.3f} -> {np.mean(ok[-10:]):.3f}{acc}{rejected}{kept}"
                   f"{link}; "
                   f"{build / 'train.png'}" + (f"; parameters in {args.save}" if args.save else ""),
@@ -531,13 +536,17 @@ _RECIPE_FLAGS = ("lr", "momentum", "weight_decay", "schedule", "warmup", "period
 
 
 def _recipe(args: argparse.Namespace, info: Any, total_updates: int) -> Any:
-    """The recipe `train` sends (CONFIG): the build's defaults with the options given;
-    None when none is given (the device keeps its own, or its checkpoint's)."""
-    from mcutl.train.recipe import Recipe
+    """The recipe `train` sends (CONFIG): the build's lr, momentum and weight decay with a
+    cosine decay over this run (the default schedule, recipe.over_run), and the options
+    given over them; None when resuming without options (the device keeps its
+    checkpoint's)."""
+    from mcutl.train.recipe import Recipe, over_run
 
-    if all(getattr(args, k) in (None, False) for k in _RECIPE_FLAGS):
+    if args.resume and all(getattr(args, k) in (None, False) for k in _RECIPE_FLAGS):
         return None
     base = Recipe.from_options(info.training["options"])
+    if args.schedule is None:
+        base = over_run(base, total_updates)
     given = {k: getattr(args, k) for k in ("lr", "momentum", "weight_decay", "schedule",
                                            "warmup", "period", "gamma")
              if getattr(args, k) is not None}
@@ -696,13 +705,18 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="stream a dataset to the device, which trains on it")
     tr.add_argument("build")
     tr.add_argument("--data", required=True, help="npz: inputs (model layout) then labels")
-    tr.add_argument("--epochs", type=positive_int, default=1)
-    tr.add_argument("--batch", type=positive_int, default=1, help="samples per optimizer update")
+    tr.add_argument("--epochs", type=positive_int,
+                    help=f"passes over the data (default: as many as make {DEFAULT_SAMPLES} "
+                         "samples, at least 1)")
+    tr.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH,
+                    help="samples per optimizer update, their gradients averaged "
+                         "(default: %(default)s)")
     tr.add_argument("--holdout", type=fraction(), default=0.2,
                     help="fraction kept out of training to measure accuracy (default 0.2)")
     tr.add_argument("--save", help="write the trained parameters as a PyTorch state dict")
     rg = tr.add_argument_group("training recipe (sent to the device: no recompile; default: "
-                               "the build's options)")
+                               "the build's lr and momentum, decayed to 0 over the run by "
+                               "a cosine)")
     rg.add_argument("--lr", type=positive_float, help="base learning rate")
     rg.add_argument("--momentum", type=fraction(), help="SGD momentum, 0 <= m < 1")
     rg.add_argument("--weight-decay", type=float, help="L2 coefficient, >= 0")

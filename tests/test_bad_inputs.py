@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mcutl.cli import main
@@ -40,6 +42,44 @@ class _LSTMNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, _ = self.lstm(x)
         return self.fc(y[:, -1])
+
+
+class _PadNet(nn.Module):
+    """``F.pad(x, pad, **kw)`` of the (1, 2, 16) NCL input, then a Conv1d."""
+
+    def __init__(self, pad: tuple[int, ...], **kw: object) -> None:
+        super().__init__()
+        self.pad, self.kw = pad, kw
+        self.conv = nn.Conv1d(3 if len(pad) > 2 else 2, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.pad, **self.kw))  # type: ignore[arg-type]
+
+
+def _onnx_pad_value_from_graph() -> onnx.ModelProto:
+    """Pad whose constant_value is an activation (a Relu of the input), hand-built."""
+    h = onnx.helper
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Pad", ["x", "pads", "r"], ["y"], name="pad")]
+    pads = onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 1], np.int64), "pads")
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                               list(SHAPE))],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 18])],
+                         [pads])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+
+
+def _tflite_pad(paddings: list[list[int]]) -> bytes:
+    """An int8 .tflite with one PAD of a (1, 4, 4, 2) input by ``paddings``."""
+    from mcutl.tflite.builder import TFLiteBuilder
+
+    b = TFLiteBuilder()
+    x = b.add_tensor("x", [1, 4, 4, 2], "int8", scale=0.1, zero_point=3)
+    p = b.add_tensor("paddings", [4, 2], "int32", data=np.array(paddings, np.int32))
+    shape = [4 + paddings[k][0] + paddings[k][1] if k else 1 for k in range(3)]
+    y = b.add_tensor("y", [*shape, 2 + sum(paddings[3])], "int8", scale=0.1, zero_point=3)
+    b.add_operator("PAD", [x, p], [y])
+    return b.finish([x], [y])
 
 
 def _onnx(model: nn.Module, shape: tuple[int, ...], **kw: object) -> bytes:
@@ -74,6 +114,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.export.save(torch.export.export(_LSTMNet().eval(), (torch.zeros(1, 10, 2),)),
                           d / "lstm.pt2")
     (d / "random.pt2").write_bytes(rng.bytes(500))
+    _write_pads(d)
     (d / "trunc.onnx").write_bytes(good[: len(good) // 2])
     (d / "random.onnx").write_bytes(rng.bytes(2000))
     (d / "empty.onnx").write_bytes(b"")
@@ -95,6 +136,22 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "garbage.npz").write_bytes(rng.bytes(300))
     _write_data(d, rng)
     return d
+
+
+def _write_pads(d: Path) -> None:
+    """Paddings mcutl refuses: repeating modes, cropping, channel pads, non-zero values."""
+    for name, pad, kw in (("pad_reflect", (2, 2), {"mode": "reflect"}),
+                          ("pad_negative", (-1, 2), {}),
+                          ("pad_channels", (0, 0, 1, 0), {}),
+                          ("pad_value", (1, 1), {"value": 0.5})):
+        (d / f"{name}.onnx").write_bytes(_onnx(_PadNet(pad, **kw).eval(), SHAPE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(nn.Sequential(nn.ReplicationPad1d(2)).eval(),
+                                              (torch.zeros(SHAPE),)), d / "pad_replicate.pt2")
+    onnx.save(_onnx_pad_value_from_graph(), d / "pad_value_from_graph.onnx")
+    (d / "pad_channels.tflite").write_bytes(_tflite_pad([[0, 0], [1, 1], [0, 0], [0, 1]]))
+    (d / "pad_negative.tflite").write_bytes(_tflite_pad([[0, 0], [-1, 0], [0, 0], [0, 0]]))
 
 
 def _write_data(d: Path, rng: np.random.Generator) -> None:
@@ -198,6 +255,25 @@ CASES: dict[str, Case] = {
                              ("unsupported op 'lstm'", "supported ops")),
     "lstm_unsupported_pt2": Case(_compile("--calib", "{f}/calib.npz", model="lstm.pt2"),
                                  ("unsupported op 'aten.lstm.input'", "lstm: lstm", "no int8")),
+    "pad_reflect": Case(_compile("--calib", "{f}/calib.npz", model="pad_reflect.onnx"),
+                        ("unsupported op 'pad'", "pad with mode reflect", "pad with zeros")),
+    "pad_replicate_pt2": Case(_compile("--calib", "{f}/calib.npz", model="pad_replicate.pt2"),
+                              ("'aten.pad.default'", "replicationpad1d",
+                               "pad with mode replicate", "pad with zeros")),
+    "pad_negative": Case(_compile("--calib", "{f}/calib.npz", model="pad_negative.onnx"),
+                         ("negative pads", "cropping", "crop the input before the model")),
+    "pad_channels": Case(_compile("--calib", "{f}/calib.npz", model="pad_channels.onnx"),
+                         ("pad of the batch or channel axis", "only the spatial axes")),
+    "pad_value": Case(_compile("--calib", "{f}/calib.npz", model="pad_value.onnx"),
+                      ("pad with the value 0.5", "only zero padding", "pad with 0")),
+    "pad_value_from_graph": Case(
+        _compile("--calib", "{f}/calib.npz", model="pad_value_from_graph.onnx"),
+        ("constant_value that is not a constant", "only zero padding")),
+    "tflite_pad_channels": Case(_compile(model="pad_channels.tflite"),
+                                ("unsupported op 'pad'", "batch or channel axis",
+                                 "only h and w")),
+    "tflite_pad_negative": Case(_compile(model="pad_negative.tflite"),
+                                ("negative paddings", "cropping")),
     "pt2_random_bytes": Case(_compile(model="random.pt2"),
                              ("not a torch.export archive", "torch.export.save")),
     "target_unknown": Case(lambda f, b, t: ["compile", str(f / "net.onnx"), "--target", "nope"],

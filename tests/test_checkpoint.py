@@ -175,7 +175,8 @@ def test_train_resume_continues_from_the_device(host_build: Path, tmp_path: Path
     np.savez(tmp_path / "d.npz", x=rng.standard_normal((12, 6, 100)).astype(np.float32),
              y=rng.integers(0, 3, 12))
     (host_build / "host" / "mcutl.store").unlink(missing_ok=True)
-    base = ["train", str(host_build), "--data", str(tmp_path / "d.npz"), "--holdout", "0"]
+    base = ["train", str(host_build), "--data", str(tmp_path / "d.npz"), "--holdout", "0",
+            "--epochs", "1", "--batch", "1"]
     assert main([*base, "--resume"]) == 2
     assert "nothing to continue from" in capsys.readouterr().err
     assert main([*base, "--save", str(tmp_path / "a.pt")]) == 0

@@ -41,6 +41,7 @@ from tests._f32build import (
     F32Array,
     F32Lib,
     KernelError,
+    _pf32,
     compile_objects,
     f32,
     f32_sources,
@@ -479,6 +480,27 @@ def test_relu_relu6_masks(lib: F32Lib, size: int, relu6: bool, inplace: bool, ac
     go2 = go.copy()
     assert np.array_equal(lib.act_grad_input(go2, mask, inplace=True),
                           xt.grad.numpy().astype(np.float32))
+
+
+@PROPS
+@given(size=st.integers(0, 60), zp=st.integers(-128, 127), scale=st.floats(1e-4, 10.0),
+       inplace=st.booleans(), seed=SEEDS)
+def test_clamp_to_the_int8_range(lib: F32Lib, size: int, zp: int, scale: float, inplace: bool,
+                                 seed: int) -> None:
+    """A connector's float sum clamped to what its int8 tensor holds (torch.clamp with the
+    float32 real values of -128 and 127; NaN kept), in place or not."""
+    rng = np.random.default_rng(seed)
+    s = np.float32(scale)
+    lo, hi = s * np.float32(-128 - zp), s * np.float32(127 - zp)
+    x = randn(rng, size, scale=200.0 * float(s))
+    x[rng.random(size) < 0.1] = lo  # the bounds themselves
+    x[rng.random(size) < 0.1] = np.nan
+    out = x if inplace else np.empty_like(x)
+    want = torch.clamp(torch.from_numpy(x.copy()), float(lo), float(hi)).numpy()
+    lib.call("mcutl_clamp_f32", _pf32(x), x.size, lo, hi, _pf32(out))
+    assert np.array_equal(out, want, equal_nan=True)
+    assert lib.status("mcutl_clamp_f32", _pf32(x), x.size, hi, lo, _pf32(out)) \
+        == MCUTL_F32_ARG_ERROR  # bounds the wrong way round
 
 
 @PROPS

@@ -24,6 +24,8 @@ from backbones import (  # noqa: E402
     randomize_batchnorm_stats,
 )
 
+from examples.mlperf_tiny import DSCNNKWS  # noqa: E402
+
 
 class OddNet(nn.Module):
     """Stride-2 conv on an odd map, BN, ReLU6 as clamp, grouped conv, padded maxpool,
@@ -74,6 +76,40 @@ class Flatten2dNet(nn.Module):
         return self.fc2(F.relu(self.fc1(torch.flatten(self.conv(x), 1))))
 
 
+class PadNet(nn.Module):
+    """Zero pads: asymmetric (TF-style "same") before a stride-2 conv and before a
+    depthwise conv (both folded into the conv), before a max pool and an avg pool
+    (standalone: zeros win a max and count in an average there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 2, 4, 5))  # left, right, top, bottom
+        self.conv = nn.Conv2d(3, 8, (6, 4), stride=2)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, groups=8)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn(self.conv(self.pad(x))))
+        d = self.dw(F.pad(y, (0, 1, 2, 1)))  # no activation: negative values meet the zeros
+        m = F.max_pool2d(F.pad(d, (1, 0, 0, 1)), 2)
+        a = F.avg_pool2d(F.pad(d, (0, 2, 1, 0)), 3, 2)
+        return self.fc(torch.cat([m.mean((2, 3)), a.mean((2, 3))], 1))
+
+
+class Pad1dNet(nn.Module):
+    """Conv1d after an asymmetric F.pad of L; a zero pad before a max pool over L."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 5, stride=2)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(F.pad(x, (3, 1)))
+        return self.fc(F.max_pool1d(F.pad(y, (2, 0)), 3).mean(2))
+
+
 class SigmoidNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +135,9 @@ CASES: dict[str, tuple[type[nn.Module], tuple[int, ...]]] = {
     "odd": (OddNet, (1, 3, 15, 15)),
     "flatten1d": (FlattenNet, (1, 4, 25)),
     "flatten2d": (Flatten2dNet, (1, 2, 7, 7)),
+    "pad": (PadNet, (1, 3, 13, 11)),
+    "pad1d": (Pad1dNet, (1, 4, 21)),
+    "dscnn_kws": (DSCNNKWS, (1, 1, 49, 10)),
 }
 
 

@@ -4,8 +4,10 @@ graphs for the op variants PyTorch's exporter does not emit by default."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from mcutl.frontend import load_model
 from mcutl.frontend.onnx_import import from_onnx
@@ -168,3 +170,55 @@ def test_clip_to_other_range_is_unsupported() -> None:
     model = _model(nodes, [_vi("x", [1, 2])], [_vi("y", [1, 2])], opset=10)
     with pytest.raises(UnsupportedOpError, match=r"clip to \[-1.0, 1.0\]"):
         from_onnx(model)
+
+
+def test_exported_pad_arithmetic_folds_into_the_conv() -> None:
+    """ZeroPad2d exports as ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast -> Pad:
+    the arithmetic folds to constants, the zero pad into the conv (asymmetric, Keras
+    "same" of the DS-CNN: rows 4/5, columns 1/1)."""
+    model, shape = make("dscnn_kws")
+    proto = onnx.load_from_string(onnx_bytes(model, shape))
+    assert {"ConstantOfShape", "Slice", "Transpose", "Pad"} <= {n.op_type for n in
+                                                                proto.graph.node}
+    g = from_onnx(proto)
+    stem = g.nodes[0]
+    assert stem.op == "conv2d" and stem.attrs["pad"] == (4, 1, 5, 1)
+    assert g.tensors[stem.outputs[0]].shape == (1, 25, 5, 64)
+    assert "pad" not in {n.op for n in g.nodes}
+
+
+def test_pads_before_pools_stay_standalone() -> None:
+    model, shape = make("pad")
+    g = from_onnx(onnx_bytes(model, shape))
+    ops = [(n.op, n.attrs.get("pad")) for n in g.nodes]
+    # (1, 2, 4, 5) on 13x11 before a 6x4/2 conv: the second right column is read
+    assert ops[:2] == [("conv2d", (4, 1, 5, 2)), ("conv2d", (2, 0, 1, 1))]
+    assert ops[2:6] == [("pad", (0, 1, 1, 0)), ("maxpool2d", (0, 0, 0, 0)),
+                        ("pad", (1, 0, 0, 2)), ("avgpool2d", (0, 0, 0, 0))]
+
+
+def test_pad_attribute_form_and_axes_input() -> None:
+    """Pad of opset 2..10 (pads and value attributes) and of opset 18 (axes input)."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    want = np.pad(x, ((0, 0), (0, 0), (1, 2), (0, 3)))
+    old = _model([helper.make_node("Pad", ["x"], ["y"], name="pad", pads=[0, 0, 1, 0, 0, 0, 2, 3],
+                                   value=0.0)],
+                 [_vi("x", [1, 3, 4, 5])], [_vi("y", [1, 3, 7, 8])], opset=10)
+    new = _model([helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"], name="pad")],
+                 [_vi("x", [1, 3, 4, 5])], [_vi("y", [1, 3, 7, 8])],
+                 [_init("pads", np.array([1, 0, 2, 3])), _init("axes", np.array([2, -1]))],
+                 opset=18)
+    for model in (old, new):
+        g = from_onnx(model)
+        assert [(n.op, n.attrs["pad"]) for n in g.nodes] == [("pad", (1, 0, 2, 3))]
+        np.testing.assert_array_equal(run_f32(g, x)[g.outputs[0]], want)
+
+
+@pytest.mark.parametrize(("module", "mode"), [(nn.ReflectionPad2d((1, 2, 4, 5)), "reflect"),
+                                              (nn.ReplicationPad2d(1), "edge")])
+def test_repeating_pad_error_names_the_mode_not_the_pad_arithmetic(module: nn.Module,
+                                                                   mode: str) -> None:
+    with pytest.raises(UnsupportedOpError) as err:
+        from_onnx(onnx_bytes(nn.Sequential(module, nn.Conv2d(1, 2, 3)).eval(), (1, 1, 9, 9)))
+    assert err.value.op == "Pad" and f"Pad with mode {mode}:" in err.value.problem
+    assert "ConstantOfShape" not in str(err.value).split("Supported ops")[0]

@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from mcutl.frontend import load_model
 from mcutl.frontend.onnx_import import from_onnx
@@ -53,8 +54,9 @@ def test_pt2_round_trip_through_load_model(tmp_path) -> None:
     assert graph.nodes[0].inputs[1] == "features.0.0.weight"
 
 
-def test_torch_and_onnx_routes_give_the_same_graph() -> None:
-    model, shape, a = imported("tiny_mbv2")
+@pytest.mark.parametrize("name", ["tiny_mbv2", "pad", "dscnn_kws"])
+def test_torch_and_onnx_routes_give_the_same_graph(name: str) -> None:
+    model, shape, a = imported(name)
     b = from_onnx(onnx_bytes(model, shape))
     assert [(n.op, n.attrs) for n in a.nodes] == [(n.op, n.attrs) for n in b.nodes]
     for na, nb in zip(a.nodes, b.nodes, strict=True):
@@ -99,3 +101,22 @@ def test_exported_program_in_training_dialect_is_decomposed() -> None:
     model, shape, g = imported("odd")
     ep = torch.export.export(model, (torch.zeros(shape),))  # aten.conv2d, batch_norm ...
     assert [n.op for n in from_exported(ep).nodes] == [n.op for n in g.nodes]
+
+
+def test_constant_pad_nd_folds_into_the_conv() -> None:
+    _, _, g = imported("dscnn_kws")
+    stem = g.nodes[0]
+    assert stem.name == "stem.1" and stem.attrs["pad"] == (4, 1, 5, 1)
+    assert g.tensors[stem.outputs[0]].shape == (1, 25, 5, 64)
+    assert "pad" not in {n.op for n in g.nodes}
+
+
+@pytest.mark.parametrize(("module", "mode"), [(nn.ReflectionPad2d((1, 2, 4, 5)), "reflect"),
+                                              (nn.ReplicationPad2d(1), "replicate"),
+                                              (nn.CircularPad2d(1), "circular")])
+def test_repeating_pads_are_named_before_decomposition(module: nn.Module, mode: str) -> None:
+    """They decompose into arange/abs/index or slice_scatter: the error names the pad."""
+    with pytest.raises(UnsupportedOpError) as err:
+        from_module(nn.Sequential(module, nn.Conv2d(1, 2, 3)), (1, 1, 9, 9))
+    assert err.value.op == "aten.pad.default" and type(module).__name__ in err.value.node
+    assert f"Pad with mode {mode}:" in err.value.problem

@@ -15,7 +15,7 @@ from mcutl.ops.conv import conv_kind
 from mcutl.ops.validate import validate_graph
 
 CANONICAL = {"conv2d", "batchnorm", "relu", "relu6", "add", "avgpool2d", "maxpool2d",
-             "global_avgpool", "reshape", "linear", "concat"}
+             "global_avgpool", "reshape", "linear", "concat", "pad"}
 
 
 def test_registry_holds_exactly_the_canonical_ops() -> None:
@@ -31,7 +31,9 @@ def test_quant_rules_follow_the_tflite_kernels() -> None:
     same = {n for n, op in REGISTRY.items() if op.quant_rule is QuantRule.SAME_AS_INPUT}
     # standalone relu/relu6 keep their input's params: tflite-runtime and TFLite Micro
     # requantise them differently, a clamp in one domain is what both compute alike
-    assert same == {"avgpool2d", "maxpool2d", "global_avgpool", "reshape", "relu", "relu6"}
+    # pad fills with the zero point (real 0), as TFLite's int8 PAD: it cannot rescale
+    assert same == {"avgpool2d", "maxpool2d", "global_avgpool", "reshape", "relu", "relu6",
+                    "pad"}
     assert REGISTRY["concat"].quant_rule is QuantRule.SHARED
     assert {n for n, op in REGISTRY.items() if op.accepts_act} == {"conv2d", "linear", "add"}
     assert REGISTRY["reshape"].c_alias

@@ -121,7 +121,8 @@ def test_cli_train_completes_through_two_percent_faults(train_build,  # noqa: F8
     rng = np.random.default_rng(3)
     np.savez(tmp_path / "d.npz", x=rng.random((8, 6, 100), dtype=np.float32),
              y=rng.integers(0, 4, 8))
-    base = ["train", str(out), "--data", str(tmp_path / "d.npz"), "--holdout", "0"]
+    base = ["train", str(out), "--data", str(tmp_path / "d.npz"), "--holdout", "0",
+            "--epochs", "1", "--batch", "1"]
     assert main([*base, "--save", str(tmp_path / "host.pt")]) == 0
     capsys.readouterr()
     assert main([*base, "--qemu", "--link-faults", "0.02",

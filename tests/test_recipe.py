@@ -97,8 +97,8 @@ def test_cli_train_sends_the_recipe(build: Path, tmp_path: Path) -> None:
              y=rng.integers(0, 3, 20))
     (build / "host" / "mcutl.store").unlink(missing_ok=True)
     assert main(["train", str(build), "--data", str(tmp_path / "d.npz"), "--holdout", "0",
-                 "--batch", "4", "--schedule", "cosine", "--warmup", "1", "--clip", "1.0",
-                 "--lr", "0.05"]) == 0
+                 "--epochs", "1", "--batch", "4", "--schedule", "cosine", "--warmup", "1",
+                 "--clip", "1.0", "--lr", "0.05"]) == 0
     info = BuildInfo.load(build)
     with open_session(load_target("host"), build / info.firmware["host"]) as s:
         kept = TrainDevice(s.device).configure()  # booted from train's last checkpoint

@@ -484,8 +484,17 @@ def _twin_loss(tm: TrainableModel, ref: TorchReference, theta: dict[str, np.ndar
             for layer in layers:
                 p = _layer_np(layer, p, {k: theta[f"{layer.name}.{k}"] for k in layer.params})
             msum = deq(out, tr.raw[out]) + delta.get(out, 0.0) + p
-            src[out] = msum
-            delta[out] = msum - tr.values[f"sum_{out}"]  # straight-through requantisation
+            # the clamp to int8 out's range, linearised: its derivative is the mask of
+            # the int8 values inside (-128, 127); the rounding is straight-through
+            q = g.tensors[out].quant
+            assert q is not None
+            s32, zp = np.float32(q.scale[0]), int(q.zero_point[0])
+            at = tr.values[f"sum_{out}"].astype(np.float64)
+            clamped = np.clip(at, float(s32 * np.float32(-128 - zp)),
+                              float(s32 * np.float32(127 - zp)))
+            used = tr.used[out].reshape(at.shape)
+            delta[out] = (msum - at) * ((used > -128) & (used < 127))
+            src[out] = clamped + delta[out]
     fo = g.outputs[0]
     feat = (deq(fo, tr.int8[fo]) + delta.get(fo, 0.0)).reshape(1, -1)
     logits = feat @ theta["head.weight"].T + theta["head.bias"]

@@ -204,14 +204,15 @@ def _patched_copy(out: Path, dest: Path, patch) -> Path:  # noqa: ANN001
 def test_rounding_ties_are_counted_not_fatal(trained) -> None:  # noqa: ANN001
     """Another machine's float arithmetic can round a tie at a connector the other way:
     verify takes the device's int8 value there, counts the flip and still passes.
-    Emulated by moving the reference's own rounding input by up to 0.001 quantisation
-    steps (10x what float32 differences between machines do)."""
+    Emulated by moving the reference's own rounding input by up to 0.005 quantisation
+    steps (50x what float32 differences between machines do; most connector values are
+    saturated, far from a tie, so a smaller move may flip none in 20 steps)."""
     _, out, _, _, _ = trained
-    rep = verify(out, steps=20, check_every=5, rounding_jitter=0.001)
+    rep = verify(out, steps=20, check_every=5, rounding_jitter=0.005)
     assert rep.passed, rep.first_mismatch
     assert rep.int8_flips > 0 and rep.int8_checked > 0
     assert rep.max_grad_rel_err <= 1e-4 and rep.max_loss_rel_err <= 1e-3
-    assert all(r.flip_max_distance <= 0.001 for r in rep.steps)
+    assert all(r.flip_max_distance <= 0.005 for r in rep.steps)
     clean = verify(out, steps=20, check_every=5)
     assert clean.passed and clean.int8_flips == 0
     assert [r.digest for r in clean.steps] == [r.digest for r in rep.steps]

@@ -50,9 +50,11 @@ def test_train_learns_and_state_dict_round_trips(build: Path, tmp_path: Path,
     x, y = _toy(90, 0)
     np.savez(tmp_path / "data.npz", x=x, y=y)
     state_path = tmp_path / "trained.pt"
-    assert main(["train", str(build), "--data", str(tmp_path / "data.npz"), "--epochs", "2",
+    # the defaults: batch 8, a cosine decay over as many epochs as make 1600 samples
+    assert main(["train", str(build), "--data", str(tmp_path / "data.npz"),
                  "--holdout", "0.33", "--save", str(state_path)]) == 0
     out = capsys.readouterr().out
+    assert "trained on 1620 samples (27 epochs of 60, batch 8)" in out
     before, after = (float(v.split(" %")[0]) for v in out.split("device ")[1].split("->"))
     assert after > before and after >= 80.0, out
     assert (build / "train.png").stat().st_size > 5_000

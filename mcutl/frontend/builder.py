@@ -203,6 +203,43 @@ class GraphBuilder:
         op = "maxpool2d" if kind == "max" else "avgpool2d"
         return self._conv_like(op, name, out, [x.ir], attrs, x, c)
 
+    def pad(self, name: str, out: str, x_name: str, pads: Sequence[int], value: float,
+            mode: str = "constant") -> Value:
+        """Padding with ONNX semantics: ``pads`` = begins then ends of every source axis."""
+        x = self.value(x_name)
+        if mode != "constant":
+            raise self.pad_mode_unsupported(mode)
+        rank = len(x.src_shape)
+        pads = [int(p) for p in pads]
+        if len(pads) != 2 * rank:
+            raise self.unsupported(f"Pad with {len(pads)} pads for a rank-{rank} input "
+                                   f"{x.src_shape} (needs {2 * rank})")
+        begins, ends = pads[:rank], pads[rank:]
+        if min(pads) < 0:
+            raise self.unsupported(f"Pad with negative pads {tuple(pads)} (cropping) is not "
+                                   "supported: crop the input before the model, or drop the "
+                                   "cropping")
+        if any(begins[:2]) or any(ends[:2]):
+            raise self.unsupported(f"Pad of the batch or channel axis (pads {tuple(pads)} of "
+                                   f"{x.src_shape}): only the spatial axes (H and W, or L) "
+                                   "can be padded; remove the channel padding from the "
+                                   "model (before a conv, zero channels add nothing: drop "
+                                   "their weights instead)")
+        if value != 0.0:
+            raise self.unsupported(f"Pad with the value {value}: only zero padding (real 0, "
+                                   "the int8 zero point) is supported; pad with 0")
+        h0, h1 = (0, 0) if rank == 3 else (begins[2], ends[2])  # NCL: L is the IR's W
+        pad = (h0, begins[-1], h1, ends[-1])
+        src = [d + b + e for d, b, e in zip(x.src_shape, begins, ends, strict=True)]
+        return self._node("pad", name, [x.ir], out, src, {"pad": pad})
+
+    def pad_mode_unsupported(self, mode: str) -> UnsupportedOpError:
+        """The error for a padding that repeats the input (reflect, edge, circular...)."""
+        return self.unsupported(f"Pad with mode {mode}: only constant zero padding has an "
+                                "int8 kernel in mcutl; pad with zeros instead (nn.ZeroPad2d, "
+                                "F.pad(x, pads) with mode='constant', Keras padding='same') "
+                                "and retrain or fine-tune the model")
+
     def global_avgpool(self, name: str, out: str, x_name: str, keepdims: bool = True) -> Value:
         x = self.value(x_name)
         self._spatial(x, "global average pooling")

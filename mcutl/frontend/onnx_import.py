@@ -15,6 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
+from mcutl.errors import McutlError
 from mcutl.frontend.builder import GraphBuilder
 from mcutl.ir.graph import Graph, GraphError
 from mcutl.validate import InputError, ModelFileError
@@ -68,6 +69,36 @@ def _pool(kind: str) -> Handler:
 def _no_auto_pad(b: GraphBuilder, n: _Node) -> None:
     if n.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise b.unsupported(f"auto_pad={n.attr('auto_pad')}: export with explicit pads")
+
+
+def _pad(b: GraphBuilder, n: _Node) -> None:
+    """Pad (opset 2..: pads/value attrs; 11..: pads, constant_value, axes inputs)."""
+    mode = n.attr("mode", "constant")
+    if mode != "constant":
+        raise b.pad_mode_unsupported(mode)
+    x = b.value(n.inputs[0])
+    pads = n.attr("pads")
+    if n.opt_input(1):
+        if not b.is_const(n.inputs[1]):
+            raise b.unsupported("Pad whose pads are computed from an activation at run time; "
+                                "export with static input shapes")
+        pads = [int(p) for p in b.const(n.inputs[1]).reshape(-1)]
+    value = float(n.attr("value", 0.0))
+    if n.opt_input(2):
+        if not b.is_const(n.inputs[2]):
+            raise b.unsupported("Pad with a constant_value that is not a constant (computed "
+                                "by the graph); only zero padding is supported: make it the "
+                                "constant 0 or omit it")
+        c = b.const(n.inputs[2]).reshape(-1)
+        value = float(c[0]) if c.size else 0.0
+    rank = len(x.src_shape)
+    if n.opt_input(3):
+        axes = [int(a) % rank for a in b.const(n.inputs[3]).reshape(-1)]
+        full = [0] * (2 * rank)
+        for k, a in enumerate(axes):
+            full[a], full[rank + a] = pads[k], pads[len(axes) + k]
+        pads = full
+    b.pad(n.name, n.outputs[0], n.inputs[0], pads or [], value)
 
 
 def _batchnorm(b: GraphBuilder, n: _Node) -> None:
@@ -178,14 +209,17 @@ HANDLERS: dict[str, Handler] = {
     "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean, "Flatten": _flatten,
     "Reshape": _reshape, "Gemm": _gemm, "MatMul": _matmul, "Concat": _concat,
     "Identity": _identity, "Dropout": _identity, "Squeeze": _squeeze(False),
-    "Unsqueeze": _squeeze(True),
+    "Unsqueeze": _squeeze(True), "Pad": _pad,
 }
 
 #: Ops evaluated in numpy when all their inputs are constants.
+#: (The exporter's pad arithmetic is ConstantOfShape, Concat, Reshape, Slice, Transpose,
+#: Cast: it folds to the constant pads of the Pad that follows.)
 CONST_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Reshape",
-             "Add", "Sub", "Mul", "Div", "Identity", "Transpose")
+             "Add", "Sub", "Mul", "Div", "Identity", "Transpose", "ConstantOfShape", "Slice")
 
 SUPPORTED = sorted(set(HANDLERS) | {"Constant"})
+MAX_CONST = 1 << 22  #: elements of a constant computed at import (ConstantOfShape)
 
 
 def _const_eval(b: GraphBuilder, n: _Node) -> bool:
@@ -193,6 +227,16 @@ def _const_eval(b: GraphBuilder, n: _Node) -> bool:
     ins = [i for i in n.inputs if i]
     if n.op_type == "Shape" and ins and not b.is_const(ins[0]):
         b.set_const(n.outputs[0], np.array(b.value(ins[0]).src_shape, np.int64))
+        return True
+    if n.op_type == "ConstantOfShape" and ins and b.is_const(ins[0]):
+        fill = n.attrs.get("value")
+        value = numpy_helper.to_array(fill).reshape(-1) if fill is not None else np.zeros(
+            1, np.float32)
+        shape = [int(d) for d in b.const(ins[0]).reshape(-1)]
+        if min(shape, default=1) < 0 or int(np.prod(shape, dtype=np.float64)) > MAX_CONST:
+            raise b.unsupported(f"ConstantOfShape of shape {shape}: not shape or pad "
+                                "arithmetic (negative or too large); re-export the model")
+        b.set_const(n.outputs[0], np.full(shape, value[0], value.dtype))
         return True
     if n.op_type not in CONST_OPS or not ins or not all(b.is_const(i) for i in ins):
         return False
@@ -216,6 +260,8 @@ def _const_eval(b: GraphBuilder, n: _Node) -> bool:
         y = x[0].reshape([int(d) for d in x[1]])
     elif op == "Transpose":
         y = np.transpose(x[0], n.attr("perm"))
+    elif op == "Slice":
+        y = _slice(n, x)
     else:
         y = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
              "Div": np.divide}[op](x[0], x[1])
@@ -223,6 +269,24 @@ def _const_eval(b: GraphBuilder, n: _Node) -> bool:
         y = y.astype(helper.tensor_dtype_to_np_dtype(n.attr("to")))
     b.set_const(n.outputs[0], np.asarray(y))
     return True
+
+
+def _slice(n: _Node, x: list[np.ndarray]) -> np.ndarray:
+    """Slice of a constant (opset 1..9: attrs; 10..: starts, ends, axes, steps inputs)."""
+    data = x[0]
+    if len(x) > 1:
+        starts, ends = (list(v.reshape(-1)) for v in x[1:3])
+        axes = list(x[3].reshape(-1)) if len(x) > 3 else list(range(len(starts)))
+        steps = list(x[4].reshape(-1)) if len(x) > 4 else [1] * len(starts)
+    else:
+        starts, ends = n.attr("starts"), n.attr("ends")
+        axes = n.attr("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for a, s, e, st in zip(axes, starts, ends, steps, strict=True):
+        # ONNX clamps out-of-range starts/ends (INT64 max means "to the end"), as Python does
+        index[int(a) % data.ndim] = slice(int(s), int(e), int(st))
+    return data[tuple(index)]
 
 
 def from_onnx(model: onnx.ModelProto | str | Path | bytes,
@@ -334,15 +398,31 @@ def _lower(b: GraphBuilder, g: onnx.GraphProto) -> Graph:
     for i, proto in enumerate(g.node):
         n = _Node(proto, i)
         with b.at(n.op_type, n.name):
-            if n.op_type == "Constant":
-                b.set_const(n.outputs[0], _constant_value(b, n))
-            elif _const_eval(b, n):
-                continue
-            elif n.op_type in HANDLERS:
-                HANDLERS[n.op_type](b, n)
-            else:
-                raise b.unsupported("no import rule for this op")
+            try:
+                _lower_node(b, n)
+            except (McutlError, GraphError):
+                raise
+            except (ValueError, IndexError, TypeError, KeyError, OverflowError,
+                    MemoryError) as exc:  # attributes or constants that contradict each other
+                problem = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+                raise b.unsupported(f"inconsistent node in the file ({type(exc).__name__}: "
+                                    f"{problem}); re-export the model with torch.onnx.export"
+                                    ) from exc
     return b.finish([o.name for o in g.output])
+
+
+def _lower_node(b: GraphBuilder, n: _Node) -> None:
+    if n.op_type == "Constant":
+        b.set_const(n.outputs[0], _constant_value(b, n))
+    elif _const_eval(b, n):
+        return
+    elif n.op_type in HANDLERS:
+        HANDLERS[n.op_type](b, n)
+    elif n.op_type in CONST_OPS:
+        raise b.unsupported(f"{n.op_type} is imported only where it computes constants "
+                            "(shape or pad arithmetic); here it reads an activation")
+    else:
+        raise b.unsupported("no import rule for this op")
 
 
 def _constant_value(b: GraphBuilder, n: _Node) -> np.ndarray:

@@ -1,8 +1,9 @@
 """int8 .tflite -> already-quantised IR (no re-quantisation), source layout NHWC.
 
-TFLite's SAME/VALID padding becomes explicit ``pad``; a PAD op feeding convs is
+TFLite's SAME/VALID padding becomes explicit ``pad``; a PAD op feeding only convs is
 folded into their ``pad`` (PAD fills with the zero point = real 0, exactly what
-conv padding means). Depthwise weights 1HW(C*m) become OHWI (C*m, kh, kw, 1).
+conv padding means), any other PAD (before a pool, where zeros change the result)
+becomes a standalone ``pad`` node. Depthwise weights 1HW(C*m) become OHWI (C*m, kh, kw, 1).
 Weight and bias QuantParams always get ``axis=0`` (per-tensor ones are broadcast),
 the IR convention PTQ also follows. QUANTIZE / DEQUANTIZE are accepted only at
 the graph boundary, where they are dropped (the IR's graph input is int8).
@@ -235,8 +236,6 @@ def _pool(imp: _Importer, op: TfOperator) -> None:
     if imp.act(o) != "none":
         raise imp.fail("pooling with a fused activation")
     imp.same_params(op.inputs[0], op.outputs[0], op.op)
-    if op.inputs[0] in imp.pads:
-        raise imp.fail("PAD before pooling (padding with zeros changes a pool)")
     k = (int(o["filter_h"]), int(o["filter_w"]))
     stride = (int(o["stride_h"]), int(o["stride_w"]))
     x_idx, pad = imp.window(op.inputs[0], k, stride, o["padding"])
@@ -289,17 +288,26 @@ def _relu(imp: _Importer, op: TfOperator) -> None:
 
 
 def _pad(imp: _Importer, op: TfOperator) -> None:
+    """Folded into the convs that read it (PAD fills with the zero point, what conv
+    padding means); a standalone ``pad`` node for any other reader (a pool, an add...)."""
     p = imp.t(op.inputs[1]).data
-    if p is None or p.shape != (4, 2) or p[0].any() or p[3].any():
-        raise imp.fail("PAD must be a constant padding of H and W only")
-    readers = [o for o in imp.m.operators if op.outputs[0] in o.inputs]
-    if op.outputs[0] in imp.m.outputs or any(
-            r.op not in ("CONV_2D", "DEPTHWISE_CONV_2D") or r.inputs[0] != op.outputs[0]
-            for r in readers):
-        raise imp.fail("PAD is supported only as the input padding of convolutions")
+    if p is None or p.shape != (4, 2):
+        raise imp.fail("PAD needs constant [4, 2] paddings of an NHWC tensor")
+    if (p < 0).any():
+        raise imp.fail(f"negative paddings {p.tolist()} (cropping) are not supported; crop "
+                       "the input before the model")
+    if p[0].any() or p[3].any():
+        raise imp.fail(f"paddings {p.tolist()} pad the batch or channel axis; only H and W "
+                       "can be padded")
     imp.same_params(op.inputs[0], op.outputs[0], "PAD")
-    imp.pads[op.outputs[0]] = (op.inputs[0], (int(p[1, 0]), int(p[2, 0]), int(p[1, 1]),
-                                              int(p[2, 1])))
+    pad = (int(p[1, 0]), int(p[2, 0]), int(p[1, 1]), int(p[2, 1]))
+    readers = [o for o in imp.m.operators if op.outputs[0] in o.inputs]
+    if op.outputs[0] not in imp.m.outputs and readers and all(
+            r.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and r.inputs[0] == op.outputs[0]
+            and op.outputs[0] not in r.inputs[1:] for r in readers):
+        imp.pads[op.outputs[0]] = (op.inputs[0], pad)
+        return
+    imp.node("pad", [imp.name(op.inputs[0])], imp.name(op.outputs[0]), {"pad": pad})
 
 
 HANDLERS: dict[str, Callable[[_Importer, TfOperator], None]] = {

@@ -108,6 +108,23 @@ def _avgpool(b: GraphBuilder, n: torch.fx.Node, a: list[Any]) -> None:
            bool(a[4]) if len(a) > 4 else False, bool(a[5]) if len(a) > 5 else True)
 
 
+def _constant_pad(b: GraphBuilder, n: torch.fx.Node, a: list[Any]) -> None:
+    """constant_pad_nd(x, pad, value): ``pad`` pairs from the last axis backwards."""
+    x = b.value(a[0])
+    rank = len(x.src_shape)
+    pad = [int(p) for p in a[1]]
+    if len(pad) % 2 or len(pad) > 2 * rank:
+        raise b.unsupported(f"constant_pad_nd with pad {tuple(pad)} for a rank-{rank} input")
+    begins, ends = [0] * rank, [0] * rank
+    for k in range(len(pad) // 2):
+        begins[rank - 1 - k], ends[rank - 1 - k] = pad[2 * k], pad[2 * k + 1]
+    value = a[2] if len(a) > 2 else n.kwargs.get("value", 0)
+    if not isinstance(value, int | float):
+        raise b.unsupported("constant_pad_nd with a value that is not a number; only zero "
+                            "padding is supported")
+    b.pad(_label(n), n.name, a[0], begins + ends, float(value))
+
+
 def _mean(b: GraphBuilder, n: torch.fx.Node, a: list[Any]) -> None:
     b.mean(_label(n), n.name, a[0], a[1], bool(a[2]) if len(a) > 2 else False)
 
@@ -178,6 +195,7 @@ HANDLERS: dict[Any, Handler] = {
     aten.add.Tensor: _add,
     aten.max_pool2d_with_indices.default: _maxpool, aten.max_pool2d.default: _maxpool,
     aten.avg_pool2d.default: _avgpool,
+    aten.constant_pad_nd.default: _constant_pad,
     aten.mean.dim: _mean, aten.adaptive_avg_pool2d.default: _adaptive_avg,
     aten._adaptive_avg_pool2d.default: _adaptive_avg,
     aten.view.default: _reshape_to_meta, aten.reshape.default: _reshape_to_meta,
@@ -210,9 +228,34 @@ def _module_type(n: torch.fx.Node) -> str:
     return f"{path}: {name}" if path else name
 
 
+#: paddings that repeat the input; they decompose into index arithmetic (arange, abs,
+#: index, slice_scatter...), so they are named before decomposition
+PAD_MODES = {aten.reflection_pad1d.default: "reflect", aten.reflection_pad2d.default: "reflect",
+             aten.reflection_pad3d.default: "reflect",
+             aten.replication_pad1d.default: "replicate",
+             aten.replication_pad2d.default: "replicate",
+             aten.replication_pad3d.default: "replicate",
+             aten._pad_circular.default: "circular"}
+
+
+def _pad_mode(node: torch.fx.Node) -> str:
+    """The mode of a padding node that is not constant, else ''."""
+    if node.op != "call_function":
+        return ""
+    if node.target is aten.pad.default:
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        return "" if mode == "constant" else str(mode)
+    return PAD_MODES.get(node.target, "")
+
+
 def _reject_unsupported_layers(ep: ExportedProgram) -> None:
     for node in ep.graph.nodes:
         target = str(node.target)
+        mode = _pad_mode(node)
+        if mode:
+            b = GraphBuilder(SUPPORTED)
+            with b.at(target, f"{node.name} ({_module_type(node) or _label(node)})"):
+                raise b.pad_mode_unsupported(mode)
         if node.op == "call_function" and node.target not in HANDLERS and \
                 UNSUPPORTED_LAYERS.search(target):
             b = GraphBuilder(SUPPORTED)

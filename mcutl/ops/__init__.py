@@ -1,6 +1,6 @@
 """The op registry. Importing this package registers every canonical op once."""
 
-from mcutl.ops import activation, add, batchnorm, concat, conv, linear, pool, reshape
+from mcutl.ops import activation, add, batchnorm, concat, conv, linear, pad, pool, reshape
 from mcutl.ops.base import (
     ACTIVATIONS,
     REGISTRY,
@@ -15,5 +15,6 @@ from mcutl.ops.base import (
 __all__ = [
     "ACTIVATIONS", "REGISTRY", "OpDef", "QuantRule", "UnsupportedOpError", "get_op",
     "register", "supported_ops",
-    "activation", "add", "batchnorm", "concat", "conv", "linear", "pool", "reshape",
+    "activation", "add", "batchnorm", "concat", "conv", "linear", "pad", "pool",
+    "reshape",
 ]

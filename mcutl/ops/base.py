@@ -7,7 +7,7 @@ An OpDef answers, for one node of its op:
 - ``reference_f32``   numpy forward on batched channel-last float arrays
 - ``quant_rule`` / ``input_roles``  how PTQ treats its outputs and constant inputs
 - ``accepts_act`` / ``fuse_activation`` / ``absorb_affine`` / ``simplify`` /
-  ``legalize``        the graph rewrites done before quantisation
+  ``legalize`` / ``absorb_input_pad``  the graph rewrites done before quantisation
 - ``output_bytes`` / ``scratch_bytes``  memory needs of the int8 kernel
 - ``lower_tflite``    emit the TFLite operator(s) through an export context
 - ``lower_c`` / ``c_alias``  slots for the C code generator
@@ -153,6 +153,16 @@ class OpDef:
                       shift: np.ndarray) -> bool:
         """Fold ``y * scale + shift`` (per output channel) into this node; True if done."""
         return False
+
+    def can_absorb_input_pad(self, graph: Graph, node: Node, tensor: str) -> bool:
+        """Can a zero padding of ``tensor`` (which this node reads) become this node's own?"""
+        return False
+
+    def absorb_input_pad(self, graph: Graph, node: Node, pad: tuple[int, int, int, int],
+                         unpadded: Shape) -> None:
+        """Take over a zero ``pad`` (top, left, bottom, right) of input 0, whose shape
+        without it is ``unpadded`` (only called when ``can_absorb_input_pad``)."""
+        raise self.unsupported(node, "cannot absorb a padding of its input")
 
     # ---- memory ----------------------------------------------------------
     def output_bytes(self, node: Node, graph: Graph) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from mcutl.ir.graph import Graph, Node
 from mcutl.ops._const import private_const
-from mcutl.ops._window import out_size, pad_nhwc, window_views
+from mcutl.ops._window import out_size, pad_nhwc, trim_after, window_views
 from mcutl.ops.base import OpDef, Shape, apply_act, attr_pad, attr_pair, register
 from mcutl.quant import fixedpoint as fp
 
@@ -132,6 +132,18 @@ class Conv2d(OpDef):
         w.data = (w.data * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
         b.data = (b.data * scale + shift).astype(np.float32)
         return True
+
+    def can_absorb_input_pad(self, graph: Graph, node: Node, tensor: str) -> bool:
+        """Conv padding means zeros: a zero pad of input 0 (and only there) folds in."""
+        return node.inputs[0] == tensor and tensor not in node.inputs[1:]
+
+    def absorb_input_pad(self, graph: Graph, node: Node, pad: tuple[int, int, int, int],
+                         unpadded: Shape) -> None:
+        t, left, b, r = (p + q for p, q in zip(pad, attr_pad(node), strict=True))
+        kh, kw = graph.tensors[node.inputs[1]].shape[1:3]
+        sh, sw = attr_pair(node, "stride")
+        node.attrs["pad"] = (t, left, trim_after(unpadded[1], kh, sh, t, b),
+                             trim_after(unpadded[2], kw, sw, left, r))
 
     def scratch_bytes(self, node: Node, graph: Graph, kernels: str = "portable") -> int:
         """The portable kernels need none; the DSP ones their im2col columns (the C

@@ -80,3 +80,25 @@ class Recipe:
         if self.clip_norm > 0 and math.isfinite(norm) and norm > self.clip_norm:
             scale *= self.clip_norm / norm
         return scale
+
+
+# ---- what `mcutl train` does when it is not told ------------------------------------
+# Chosen from the examples' tables (examples/image_transfer/results.md,
+# examples/imu_personalization/results.md: every method trained this way): mini-batches
+# of 8 (the mean of their gradients), a cosine decay of the learning rate to 0 over the
+# run, and as many epochs as make DEFAULT_SAMPLES samples (one epoch of a larger set).
+DEFAULT_BATCH = 8
+DEFAULT_SAMPLES = 1600
+
+
+def default_epochs(n_samples: int) -> int:
+    """Epochs of an ``n_samples`` training set that make at least DEFAULT_SAMPLES samples."""
+    return max(1, math.ceil(DEFAULT_SAMPLES / max(1, n_samples)))
+
+
+def over_run(base: Recipe, total_updates: int) -> Recipe:
+    """``base`` with the default schedule of a run of ``total_updates`` updates: a cosine
+    decay to 0 over the run."""
+    from dataclasses import replace
+
+    return replace(base, schedule="cosine", period=max(1, total_updates), gamma=0.0)

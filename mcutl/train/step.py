@@ -183,6 +183,9 @@ class _Backward:
     done: set[str] = field(default_factory=set)  # float nodes whose backward is emitted
     backbone_done: set[str] = field(default_factory=set)  # backbone nodes processed
     buffers: dict[str, tuple[str, bool]] = field(default_factory=dict)  # value -> (sym, written)
+    #: a requantising node (writes_backbone) -> the mask of where its int8 value did not
+    #: saturate: the clamp's derivative, applied to the gradient it passes straight through
+    saturation: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root: dict[str, str] = {}
@@ -289,6 +292,14 @@ class _Backward:
                     claims[(n.name, k)] = self.claim(n, k)
         for n in batch:
             op = get_float_op(n.op, n)
+            if n.name in self.saturation:  # every reader's gradient of the clamped value
+                g_sat = self.g_out(n)        # is in: the clamp's derivative
+                assert g_sat is not None
+                self.ctx.call("mcutl_act_grad_input_f32",
+                              [g_sat, self.saturation[n.name],
+                               str(numel(self.tm.shape_of(n.output))), g_sat, "0"],
+                              f"{n.name}: gradient through the clamp of {n.output} to "
+                              "its int8 range")
             if op.reads_backbone or op.backbone_param or (op.grad_alias and not n.params):
                 continue  # its gradient is its inputs' (one buffer): no code
             g_out = self.g_out(n)
@@ -304,6 +315,47 @@ class _Backward:
             op.lower_backward(n, self.ctx, [values[i] for i in n.inputs],
                               [self.tm.shape_of(i) for i in n.inputs],
                               self.tm.shape_of(n.output), g_out, targets)
+
+
+def _clamp_to_int8(ctx: TrainContext, g: Graph, tm: TrainableModel, n: TNode, value: str,
+                   seen: set[str]) -> None:
+    """Clamp the float value a requantising node ``n`` reads, in place, to the real range
+    of its int8 tensor, so that every reader of the value (a later side module too) sees
+    what the backbone sees and the clamp's derivative (the saturation mask) is exact."""
+    early = [r.name for r in tm.nodes if n.inputs[0] in r.inputs and r.name in seen]
+    if early:
+        raise TrainCompileError(f"{early} read {n.inputs[0]!r} before {n.name} clamps it")
+    s, zp = _int8_params(g, n.output)
+    lo, hi = _int8_real_range(s, zp)
+    ctx.call("mcutl_clamp_f32", [value, str(numel(tm.shape_of(n.inputs[0]))), f"{lo!r}f",
+                                 f"{hi!r}f", value],
+             f"{n.name}: clamp {n.inputs[0]} to what int8 {n.output} can hold")
+
+
+def _int8_params(g: Graph, tensor: str) -> tuple[float, int]:
+    q = g.tensors[tensor].quant
+    assert q is not None, f"{tensor} is not quantised"
+    return float(q.scale[0]), int(q.zero_point[0])
+
+
+def _int8_real_range(scale: float, zero_point: int) -> tuple[float, float]:
+    """The real values of int8 -128 and 127: float32(scale) * (q - zero_point), one float32
+    product each (what the reference computes too)."""
+    import numpy as np
+
+    s = np.float32(scale)
+    return (float(s * np.float32(-128 - zero_point)), float(s * np.float32(127 - zero_point)))
+
+
+def _saturation_mask(ctx: TrainContext, g: Graph, tensor: str) -> str:
+    """A 1-bit mask of where the int8 ``tensor`` a float node just wrote is strictly
+    inside [-128, 127] (where the requantisation's clamp lets a gradient through)."""
+    n = g.tensors[tensor].size
+    sym = str(ctx.mask(f"sat_{tensor}", n))
+    ctx.call("mcutl_act_mask_from_s8", [ctx.act(tensor), str(n), "-128", "127",
+                                         "MCUTL_ACT_MASK_RELU6", sym],
+             f"mask of where {tensor} did not saturate, for backward")
+    return sym
 
 
 def fuse_dequantize_pool(tm: TrainableModel, need: set[str]) -> TrainableModel:
@@ -357,12 +409,27 @@ def build_step(tm: TrainableModel, kernels: str = "portable") -> StepProgram:
     slots = schedule(tm)
     values: dict[str, str] = {t: ctx.act(t) for t in g.activations()}
 
+    # the float node whose value a requantisation clamps -> the mask of where it did not
+    saturation: dict[str, str] = {}
+    seen_floats: set[str] = set()
+    float_producer = {n.output: n for n in tm.nodes}
+
     def run_float(nodes: list[TNode]) -> None:
         for n in nodes:
             op = get_float_op(n.op, n)
+            src = float_producer.get(n.inputs[0]) if n.inputs else None
+            if op.writes_backbone:
+                if src is None:
+                    raise TrainCompileError(f"{n.name} requantises {n.inputs[0]!r}, which "
+                                            "no float node computes")
+                _clamp_to_int8(ctx, g, tm, n, values[n.inputs[0]], seen_floats)
             values[n.output] = op.lower_forward(
                 n, ctx, [values[i] for i in n.inputs], [tm.shape_of(i) for i in n.inputs],
                 tm.shape_of(n.output))
+            seen_floats.add(n.name)
+            if op.writes_backbone and n.output in need:
+                assert src is not None
+                saturation[src.name] = _saturation_mask(ctx, g, n.output)
 
     # ---- forward -----------------------------------------------------------
     ctx.mark("forward")
@@ -392,7 +459,7 @@ def build_step(tm: TrainableModel, kernels: str = "portable") -> StepProgram:
              assign="*loss")
     grads = GradState(ctx, g, needed=need, masks=masks)
     order = [n for k in sorted(slots) for n in slots[k]]
-    bw = _Backward(tm, ctx, grads, order)
+    bw = _Backward(tm, ctx, grads, order, saturation=saturation)
     bw.buffers[bw._find(tm.logits)] = (g_logits, True)
     bw.emit(bw.ready_batch(), values)
     for node in reversed(g.nodes):

@@ -20,9 +20,12 @@ every frozen node on a path from the first overwritten tensor to the features is
 shadowed by its op's ``torch_forward_f32`` (float op on dequantised constants, no fused
 activation) whose value is replaced by the dequantised int8 output; its gradient is
 multiplied by the op's ``ste_mask`` (1-bit, from the int8 output: ReLU passes where
-out > act_min, ReLU6 where act_min < out < act_max). Requantisation (``quantize`` nodes
-and every layer's output rounding/saturation) is the identity. A residual add passes
-the gradient to both inputs, global average pooling spreads it, a reshape passes it.
+out > act_min, ReLU6 where act_min < out < act_max). Requantisation (every layer's
+output rounding/saturation) is the identity. A ``quantize`` node first clamps the float
+value it reads to its int8 tensor's real range (every later reader sees the clamped
+value); the clamp's derivative is the mask of the int8 values strictly inside (-128,
+127); its rounding is the identity. A residual add passes the gradient to both inputs,
+global average pooling spreads it, a reshape passes it.
 """
 
 from __future__ import annotations
@@ -190,7 +193,10 @@ class TorchReference(nn.Module):
             t = node.output
             s, zp = _qp(g, t)
             v = fv[node.inputs[0]]
-            m_np = v.detach().numpy()
+            # the value is clamped to what int8 t can hold (every later reader sees it)
+            lo, hi = np.float32(s) * np.float32(-128 - zp), np.float32(s) * np.float32(127 - zp)
+            clamped = np.clip(v.detach().numpy(), lo, hi).astype(np.float32)
+            m_np = clamped
             if self.rounding_jitter:
                 u = self._jitter_rng.uniform(-1.0, 1.0, m_np.shape) * self.rounding_jitter
                 m_np = (m_np + np.float32(s) * u.astype(np.float32)).astype(np.float32)
@@ -202,6 +208,10 @@ class TorchReference(nn.Module):
             trace.own[t], trace.used[t] = q_own, q_new
             trace.steps[t] = (np.asarray(m_np, np.float32) / np.float32(s)).astype(
                 np.float64) + zp
+            # the clamp's derivative: no gradient where the int8 value saturated
+            sat = (q_new > -128) & (q_new < 127)
+            v = straight_through(v, clamped, sat.reshape(clamped.shape))
+            fv[node.inputs[0]] = v
             real[t] = straight_through(v, dequantize(q_new, s, zp))
             seen[t] = q_new
 

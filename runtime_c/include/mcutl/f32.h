@@ -444,6 +444,21 @@ mcutl_f32_status_t mcutl_relu6_f32(const float *input, int32_t size, float *outp
                                    uint8_t *mask);
 
 /**
+ * @brief out = min(max(x, lo), hi): the float value a requantisation to int8 keeps
+ *        (lo, hi: the real values of -128 and 127), its derivative being the mask of
+ *        the int8 values strictly inside (-128, 127).
+ *
+ * @param[in]  input   float32 [size]
+ * @param[in]  size    >= 0
+ * @param[in]  lo      lower bound, <= hi
+ * @param[in]  hi      upper bound
+ * @param[out] output  float32 [size]; in place allowed (output == input)
+ * @return MCUTL_F32_OK or MCUTL_F32_ARG_ERROR. NaN stays NaN (as torch.clamp).
+ */
+mcutl_f32_status_t mcutl_clamp_f32(const float *input, int32_t size, float lo, float hi,
+                                   float *output);
+
+/**
  * @brief Backward of any masked activation (ReLU, ReLU6, frozen int8 layers):
  *        grad_in[i] (=|+=) (mask bit i) ? grad_out[i] : 0.
  *

@@ -56,6 +56,21 @@ mcutl_f32_status_t mcutl_relu6_f32(const float *input, int32_t size, float *outp
     return MCUTL_F32_OK;
 }
 
+mcutl_f32_status_t mcutl_clamp_f32(const float *input, int32_t size, float lo, float hi,
+                                   float *output)
+{
+    int32_t i;
+
+    if (size < 0 || (size > 0 && (input == 0 || output == 0)) || !(lo <= hi)) {
+        return MCUTL_F32_ARG_ERROR;
+    }
+    for (i = 0; i < size; i++) {
+        const float x = input[i];
+        output[i] = x < lo ? lo : (x > hi ? hi : x); /* NaN compares false: kept */
+    }
+    return MCUTL_F32_OK;
+}
+
 mcutl_f32_status_t mcutl_act_grad_input_f32(const float *grad_output, const uint8_t *mask,
                                             int32_t size, float *grad_input,
                                             int32_t accumulate)

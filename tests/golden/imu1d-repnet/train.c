@@ -2,7 +2,7 @@
 /*
  * On-device training (repnet): the frozen int8 backbone from flash, the trainable
  * side network and head in float32, one static arena for every activation, mask and
- * gradient of the step (14160 B), parameters / gradients / optimizer
+ * gradient of the step (14264 B), parameters / gradients / optimizer
  * state as static arrays (676 parameters).
  *
  * Requests (docs/protocol.md): SAMPLE, STEP, INFER, GET_PARAMS, SET_PARAMS, DIGEST,
@@ -32,7 +32,7 @@
 #define MCUTL_INPUT_BYTES 600u
 #define MCUTL_NUM_CLASSES 4
 #define MCUTL_PARAM_COUNT 676u
-#define MCUTL_ARENA_BYTES 14160u
+#define MCUTL_ARENA_BYTES 14264u
 #define MCUTL_OPT_STATE_COUNT 676u
 #define MCUTL_PROBE_COUNT 1u
 #define MCUTL_MAX_LOSS 100.0f
@@ -332,7 +332,7 @@ static const mcutl_f32_dims_t f32dims_1x1x50x32 = {
 
 /* Probe points: the int8 tensors the forward pass requantises from float (PROBE). */
 static const int8_t *const mcutl_probe_data[MCUTL_PROBE_COUNT] = {
-    (mcutl_arena + 9720), /* convolution_2 */
+    (mcutl_arena + 3920), /* convolution_2 */
 };
 static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 800u };
 
@@ -341,79 +341,87 @@ static const uint32_t mcutl_probe_bytes[MCUTL_PROBE_COUNT] = { 800u };
 static int train_forward_to(int32_t stop)
 {
     /* conv2d 'convolution' standard 1x5/1: 1x1x100x6 -> 1x1x100x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 13536), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 568), (mcutl_arena + 0)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x1x100x6, (mcutl_arena + 3200), &dims_16x1x5x6, convolution_weights, convolution_bias, &dims_1x1x100x16, (mcutl_arena + 3800), (mcutl_arena + 0)) != 0) {
         return 1;
     }
     /* conv2d 'convolution_1' standard 1x5/1: 1x1x100x16 -> 1x1x50x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 568), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 7792), (mcutl_arena + 2168)) != 0) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 3800), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 1216), (mcutl_arena + 0)) != 0) {
         return 2;
     }
     /* conv2d 'convolution_2' depthwise 1x5/1: 1x1x50x32 -> 1x1x25x32 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 7792), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 9720), (mcutl_arena + 0)) != 0) {
+    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 1216), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 3920), (mcutl_arena + 4720)) != 0) {
         return 3;
     }
     /* mask of convolution_2's relu for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 9720), 800, -128, 127, MCUTL_ACT_MASK_RELU, ((uint8_t *)(mcutl_arena + 0))) != 0) {
+    if (mcutl_act_mask_from_s8((mcutl_arena + 3920), 800, -128, 127, MCUTL_ACT_MASK_RELU, ((uint8_t *)(mcutl_arena + 3800))) != 0) {
         return 4;
     }
     /* m0_avgpool0: avgpool 1x4 of the dequantised x (no float copy of it) */
-    if (mcutl_dequantize_avg_pool_s8_f32(&f32dims_1x1x100x6, (mcutl_arena + 13536), 1, 4, 0.003921555820852518f, -128, ((float *)(mcutl_arena + 12104))) != 0) {
+    if (mcutl_dequantize_avg_pool_s8_f32(&f32dims_1x1x100x6, (mcutl_arena + 3200), 1, 4, 0.003921555820852518f, -128, ((float *)(mcutl_arena + 8720))) != 0) {
         return 5;
     }
     /* m0_conv1: conv 1x3 groups 1 */
-    if (mcutl_conv2d_f32(&m0_conv1_f32params, &f32dims_1x1x25x6, ((float *)(mcutl_arena + 12104)), &f32dims_8x1x3x6, (mcutl_params + 0), NULL, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 112))) != 0) {
+    if (mcutl_conv2d_f32(&m0_conv1_f32params, &f32dims_1x1x25x6, ((float *)(mcutl_arena + 8720)), &f32dims_8x1x3x6, (mcutl_params + 0), NULL, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 8))) != 0) {
         return 6;
     }
     /* m0_groupnorm2: group norm, 1 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x1x25x8, ((float *)(mcutl_arena + 112)), 1, 1e-05f, (mcutl_params + 144), (mcutl_params + 152), ((float *)(mcutl_arena + 912)), ((float *)(mcutl_arena + 12704)), ((float *)(mcutl_arena + 104)), ((float *)(mcutl_arena + 14136))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x1x25x8, ((float *)(mcutl_arena + 8)), 1, 1e-05f, (mcutl_params + 144), (mcutl_params + 152), ((float *)(mcutl_arena + 808)), ((float *)(mcutl_arena + 12624)), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 14256))) != 0) {
         return 7;
     }
     /* m0_relu3: relu (mask saved) */
-    if (mcutl_relu_f32(((float *)(mcutl_arena + 912)), 200, ((float *)(mcutl_arena + 11304)), ((uint8_t *)(mcutl_arena + 13504))) != 0) {
+    if (mcutl_relu_f32(((float *)(mcutl_arena + 808)), 200, ((float *)(mcutl_arena + 13456)), ((uint8_t *)(mcutl_arena + 13424))) != 0) {
         return 8;
     }
     /* m0_conv4: conv 1x1 groups 1 */
-    if (mcutl_conv2d_f32(&m0_conv4_f32params, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 11304)), &f32dims_32x1x1x8, (mcutl_params + 160), NULL, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 104))) != 0) {
+    if (mcutl_conv2d_f32(&m0_conv4_f32params, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 13456)), &f32dims_32x1x1x8, (mcutl_params + 160), NULL, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 4720))) != 0) {
         return 9;
     }
     /* m0_groupnorm5: group norm, 4 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x1x25x32, ((float *)(mcutl_arena + 104)), 4, 1e-05f, (mcutl_params + 416), (mcutl_params + 448), ((float *)(mcutl_arena + 6504)), ((float *)(mcutl_arena + 3304)), ((float *)(mcutl_arena + 9704)), ((float *)(mcutl_arena + 14144))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x1x25x32, ((float *)(mcutl_arena + 4720)), 4, 1e-05f, (mcutl_params + 416), (mcutl_params + 448), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 9320)), ((float *)(mcutl_arena + 7920)), ((float *)(mcutl_arena + 3904))) != 0) {
         return 10;
     }
     /* connector 0: dequantise convolution_2 */
-    if (mcutl_dequantize_s8_f32((mcutl_arena + 9720), 800, 0.014598125591874123f, -128, ((float *)(mcutl_arena + 104))) != 0) {
+    if (mcutl_dequantize_s8_f32((mcutl_arena + 3920), 800, 0.014598125591874123f, -128, ((float *)(mcutl_arena + 4720))) != 0) {
         return 11;
     }
     /* connector 0: add module 0's output */
-    if (mcutl_add_f32(((float *)(mcutl_arena + 104)), ((float *)(mcutl_arena + 6504)), 800, ((float *)(mcutl_arena + 104))) != 0) {
+    if (mcutl_add_f32(((float *)(mcutl_arena + 4720)), ((float *)(mcutl_arena + 0)), 800, ((float *)(mcutl_arena + 4720))) != 0) {
         return 12;
     }
-    /* connector 0: requantise the sum for the backbone */
-    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 104)), 800, 0.014598125591874123f, -128, (mcutl_arena + 9720)) != 0) {
+    /* c0_quantize: clamp sum_convolution_2 to what int8 convolution_2 can hold */
+    if (mcutl_clamp_f32(((float *)(mcutl_arena + 4720)), 800, 0.0f, 3.722522020339966f, ((float *)(mcutl_arena + 4720))) != 0) {
         return 13;
+    }
+    /* connector 0: requantise the sum for the backbone */
+    if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 4720)), 800, 0.014598125591874123f, -128, (mcutl_arena + 3920)) != 0) {
+        return 14;
     }
     if (stop == 0) {
         return 0; /* probe point 0 */
     }
-    /* conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 9720), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 344), (mcutl_arena + 1544)) != 0) {
-        return 14;
-    }
-    /* mask of convolution_3's relu for backward */
-    if (mcutl_act_mask_from_s8((mcutl_arena + 344), 1200, -128, 127, MCUTL_ACT_MASK_RELU, ((uint8_t *)(mcutl_arena + 1544))) != 0) {
+    /* mask of where convolution_2 did not saturate, for backward */
+    if (mcutl_act_mask_from_s8((mcutl_arena + 3920), 800, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 12520))) != 0) {
         return 15;
     }
-    /* global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
-    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 344), -128, 127, (mcutl_arena + 296)) != 0) {
+    /* conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 3920), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 1472), (mcutl_arena + 0)) != 0) {
         return 16;
     }
-    /* dequantise the backbone features */
-    if (mcutl_dequantize_s8_f32((mcutl_arena + 296), 48, 0.011283718049526215f, -128, ((float *)(mcutl_arena + 104))) != 0) {
+    /* mask of convolution_3's relu for backward */
+    if (mcutl_act_mask_from_s8((mcutl_arena + 1472), 1200, -128, 127, MCUTL_ACT_MASK_RELU, ((uint8_t *)(mcutl_arena + 400))) != 0) {
         return 17;
     }
-    /* head: linear 48 -> 4 */
-    if (mcutl_linear_f32(1, 48, ((float *)(mcutl_arena + 104)), 4, (mcutl_params + 480), (mcutl_params + 672), ((float *)(mcutl_arena + 312))) != 0) {
+    /* global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
+    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 1472), -128, 127, (mcutl_arena + 0)) != 0) {
         return 18;
+    }
+    /* dequantise the backbone features */
+    if (mcutl_dequantize_s8_f32((mcutl_arena + 0), 48, 0.011283718049526215f, -128, ((float *)(mcutl_arena + 208))) != 0) {
+        return 19;
+    }
+    /* head: linear 48 -> 4 */
+    if (mcutl_linear_f32(1, 48, ((float *)(mcutl_arena + 208)), 4, (mcutl_params + 480), (mcutl_params + 672), ((float *)(mcutl_arena + 0))) != 0) {
+        return 20;
     }
     return 0;
 }
@@ -429,68 +437,72 @@ static int train_loss_ok(float loss)
 static int train_backward(float *loss)
 {
     /* loss: softmax cross-entropy, gradient of the logits */
-    *loss = mcutl_softmax_xent_f32(((float *)(mcutl_arena + 312)), &mcutl_label, 1, 4, mcutl_label_smoothing, 1.0f, NULL, ((float *)(mcutl_arena + 296)));
+    *loss = mcutl_softmax_xent_f32(((float *)(mcutl_arena + 0)), &mcutl_label, 1, 4, mcutl_label_smoothing, 1.0f, NULL, ((float *)(mcutl_arena + 192)));
     if (*loss < 0.0f) {
-        return 19; /* the kernel rejected its arguments */
+        return 21; /* the kernel rejected its arguments */
     }
     if (!train_loss_ok(*loss)) {
         return -1;
     }
     /* head: weight gradient (accumulates) */
-    if (mcutl_linear_grad_weight_f32(1, 48, ((float *)(mcutl_arena + 104)), 4, ((float *)(mcutl_arena + 296)), (mcutl_grads + 480)) != 0) {
-        return 20;
-    }
-    /* head: bias gradient (accumulates) */
-    if (mcutl_linear_grad_bias_f32(1, 4, ((float *)(mcutl_arena + 296)), (mcutl_grads + 672)) != 0) {
-        return 21;
-    }
-    /* head: gradient of the features */
-    if (mcutl_linear_grad_input_f32(1, 48, 4, (mcutl_params + 480), ((float *)(mcutl_arena + 296)), ((float *)(mcutl_arena + 104)), 0) != 0) {
+    if (mcutl_linear_grad_weight_f32(1, 48, ((float *)(mcutl_arena + 208)), 4, ((float *)(mcutl_arena + 192)), (mcutl_grads + 480)) != 0) {
         return 22;
     }
-    /* mean: global average pool backward */
-    if (mcutl_global_avg_pool_grad_input_f32(&f32dims_1x1x25x48, ((float *)(mcutl_arena + 104)), ((float *)(mcutl_arena + 6504)), 0) != 0) {
+    /* head: bias gradient (accumulates) */
+    if (mcutl_linear_grad_bias_f32(1, 4, ((float *)(mcutl_arena + 192)), (mcutl_grads + 672)) != 0) {
         return 23;
     }
-    /* convolution_3: gradient through its relu */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 6504)), ((uint8_t *)(mcutl_arena + 1544)), 1200, ((float *)(mcutl_arena + 6504)), 0) != 0) {
+    /* head: gradient of the features */
+    if (mcutl_linear_grad_input_f32(1, 48, 4, (mcutl_params + 480), ((float *)(mcutl_arena + 192)), ((float *)(mcutl_arena + 0)), 0) != 0) {
         return 24;
     }
-    /* convolution_3: input gradient through the frozen int8 weights */
-    if (mcutl_conv2d_grad_input_s8w_f32(&convolution_3_1_f32params, &f32dims_1x1x25x48, ((float *)(mcutl_arena + 6504)), &f32dims_48x1x1x32, convolution_3_weights, convolution_3_1_wscale, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 104)), 0) != 0) {
+    /* mean: global average pool backward */
+    if (mcutl_global_avg_pool_grad_input_f32(&f32dims_1x1x25x48, ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 3920)), 0) != 0) {
         return 25;
     }
-    /* m0_groupnorm5: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x32, 4, ((float *)(mcutl_arena + 3304)), ((float *)(mcutl_arena + 14144)), (mcutl_params + 416), ((float *)(mcutl_arena + 104)), ((float *)(mcutl_arena + 6504)), 0, (mcutl_grads + 416), (mcutl_grads + 448)) != 0) {
+    /* convolution_3: gradient through its relu */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 3920)), ((uint8_t *)(mcutl_arena + 400)), 1200, ((float *)(mcutl_arena + 3920)), 0) != 0) {
         return 26;
     }
-    /* m0_conv4: conv weight gradient (accumulates) */
-    if (mcutl_conv2d_grad_weight_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 11304)), &f32dims_1x1x25x32, ((float *)(mcutl_arena + 6504)), &f32dims_32x1x1x8, (mcutl_grads + 160)) != 0) {
+    /* convolution_3: input gradient through the frozen int8 weights */
+    if (mcutl_conv2d_grad_input_s8w_f32(&convolution_3_1_f32params, &f32dims_1x1x25x48, ((float *)(mcutl_arena + 3920)), &f32dims_48x1x1x32, convolution_3_weights, convolution_3_1_wscale, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 0)), 0) != 0) {
         return 27;
     }
-    /* m0_conv4: conv input gradient */
-    if (mcutl_conv2d_grad_input_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 6504)), &f32dims_32x1x1x8, (mcutl_params + 160), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 3304)), 0) != 0) {
+    /* c0_add: gradient through the clamp of sum_convolution_2 to its int8 range */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 12520)), 800, ((float *)(mcutl_arena + 0)), 0) != 0) {
         return 28;
     }
-    /* m0_relu3: relu backward */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 3304)), ((uint8_t *)(mcutl_arena + 13504)), 200, ((float *)(mcutl_arena + 4104)), 0) != 0) {
+    /* m0_groupnorm5: group norm backward */
+    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x32, 4, ((float *)(mcutl_arena + 9320)), ((float *)(mcutl_arena + 3904)), (mcutl_params + 416), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 3920)), 0, (mcutl_grads + 416), (mcutl_grads + 448)) != 0) {
         return 29;
     }
-    /* m0_groupnorm2: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x8, 1, ((float *)(mcutl_arena + 12704)), ((float *)(mcutl_arena + 14136)), (mcutl_params + 144), ((float *)(mcutl_arena + 4104)), ((float *)(mcutl_arena + 3304)), 0, (mcutl_grads + 144), (mcutl_grads + 152)) != 0) {
+    /* m0_conv4: conv weight gradient (accumulates) */
+    if (mcutl_conv2d_grad_weight_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x8, ((float *)(mcutl_arena + 13456)), &f32dims_1x1x25x32, ((float *)(mcutl_arena + 3920)), &f32dims_32x1x1x8, (mcutl_grads + 160)) != 0) {
         return 30;
     }
-    /* m0_conv1: conv weight gradient (accumulates) */
-    if (mcutl_conv2d_grad_weight_f32(&m0_conv1_f32params_1, &f32dims_1x1x25x6, ((float *)(mcutl_arena + 12104)), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 3304)), &f32dims_8x1x3x6, (mcutl_grads + 0)) != 0) {
+    /* m0_conv4: conv input gradient */
+    if (mcutl_conv2d_grad_input_f32(&m0_conv4_f32params_1, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 3920)), &f32dims_32x1x1x8, (mcutl_params + 160), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 7120)), 0) != 0) {
         return 31;
     }
-    /* convolution_2: gradient through its relu */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 104)), ((uint8_t *)(mcutl_arena + 0)), 800, ((float *)(mcutl_arena + 104)), 0) != 0) {
+    /* m0_relu3: relu backward */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 7120)), ((uint8_t *)(mcutl_arena + 13424)), 200, ((float *)(mcutl_arena + 4704)), 0) != 0) {
         return 32;
     }
-    /* convolution_2: input gradient through the frozen int8 weights */
-    if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_2_1_f32params, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 104)), &f32dims_1x1x5x32, convolution_2_weights, convolution_2_1_wscale, &f32dims_1x1x50x32, ((float *)(mcutl_arena + 3304)), 0) != 0) {
+    /* m0_groupnorm2: group norm backward */
+    if (mcutl_group_norm_grad_f32(&f32dims_1x1x25x8, 1, ((float *)(mcutl_arena + 12624)), ((float *)(mcutl_arena + 14256)), (mcutl_params + 144), ((float *)(mcutl_arena + 4704)), ((float *)(mcutl_arena + 3904)), 0, (mcutl_grads + 144), (mcutl_grads + 152)) != 0) {
         return 33;
+    }
+    /* m0_conv1: conv weight gradient (accumulates) */
+    if (mcutl_conv2d_grad_weight_f32(&m0_conv1_f32params_1, &f32dims_1x1x25x6, ((float *)(mcutl_arena + 8720)), &f32dims_1x1x25x8, ((float *)(mcutl_arena + 3904)), &f32dims_8x1x3x6, (mcutl_grads + 0)) != 0) {
+        return 34;
+    }
+    /* convolution_2: gradient through its relu */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 3800)), 800, ((float *)(mcutl_arena + 0)), 0) != 0) {
+        return 35;
+    }
+    /* convolution_2: input gradient through the frozen int8 weights */
+    if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_2_1_f32params, &f32dims_1x1x25x32, ((float *)(mcutl_arena + 0)), &f32dims_1x1x5x32, convolution_2_weights, convolution_2_1_wscale, &f32dims_1x1x50x32, ((float *)(mcutl_arena + 3800)), 0) != 0) {
+        return 36;
     }
     return 0;
 }
@@ -646,7 +658,7 @@ void mcutl_train_reset(void)
 
 int8_t *mcutl_train_input(void)
 {
-    return (mcutl_arena + 13536);
+    return (mcutl_arena + 3200);
 }
 
 uint32_t mcutl_train_input_bytes(void)
@@ -737,7 +749,7 @@ int mcutl_infer(float *logits)
 {
     int rc = train_forward_to(-1);
     if (rc == 0) {
-        memcpy(logits, ((float *)(mcutl_arena + 312)), MCUTL_NUM_CLASSES * sizeof(float));
+        memcpy(logits, ((float *)(mcutl_arena + 0)), MCUTL_NUM_CLASSES * sizeof(float));
     }
     return rc;
 }

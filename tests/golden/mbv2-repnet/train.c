@@ -2,7 +2,7 @@
 /*
  * On-device training (repnet): the frozen int8 backbone from flash, the trainable
  * side network and head in float32, one static arena for every activation, mask and
- * gradient of the step (51832 B), parameters / gradients / optimizer
+ * gradient of the step (51984 B), parameters / gradients / optimizer
  * state as static arrays (3314 parameters).
  *
  * Requests (docs/protocol.md): SAMPLE, STEP, INFER, GET_PARAMS, SET_PARAMS, DIGEST,
@@ -32,7 +32,7 @@
 #define MCUTL_INPUT_BYTES 784u
 #define MCUTL_NUM_CLASSES 10
 #define MCUTL_PARAM_COUNT 3314u
-#define MCUTL_ARENA_BYTES 51832u
+#define MCUTL_ARENA_BYTES 51984u
 #define MCUTL_OPT_STATE_COUNT 3314u
 #define MCUTL_PROBE_COUNT 2u
 #define MCUTL_MAX_LOSS 100.0f
@@ -961,11 +961,11 @@ static int train_forward_to(int32_t stop)
         return 10;
     }
     /* m0_groupnorm2: group norm, 1 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x7x7x8, ((float *)(mcutl_arena + 0)), 1, 1e-05f, (mcutl_params + 72), (mcutl_params + 80), ((float *)(mcutl_arena + 1568)), ((float *)(mcutl_arena + 47040)), ((float *)(mcutl_arena + 3136)), ((float *)(mcutl_arena + 51824))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x7x7x8, ((float *)(mcutl_arena + 0)), 1, 1e-05f, (mcutl_params + 72), (mcutl_params + 80), ((float *)(mcutl_arena + 1568)), ((float *)(mcutl_arena + 47040)), ((float *)(mcutl_arena + 3136)), ((float *)(mcutl_arena + 51976))) != 0) {
         return 11;
     }
     /* m0_relu3: relu (mask saved) */
-    if (mcutl_relu_f32(((float *)(mcutl_arena + 1568)), 392, ((float *)(mcutl_arena + 48608)), ((uint8_t *)(mcutl_arena + 51752))) != 0) {
+    if (mcutl_relu_f32(((float *)(mcutl_arena + 1568)), 392, ((float *)(mcutl_arena + 48608)), ((uint8_t *)(mcutl_arena + 51904))) != 0) {
         return 12;
     }
     /* m0_conv4: conv 1x1 groups 1 */
@@ -973,7 +973,7 @@ static int train_forward_to(int32_t stop)
         return 13;
     }
     /* m0_groupnorm5: group norm, 3 groups */
-    if (mcutl_group_norm_f32(&f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), 3, 1e-05f, (mcutl_params + 280), (mcutl_params + 304), ((float *)(mcutl_arena + 4704)), ((float *)(mcutl_arena + 37632)), ((float *)(mcutl_arena + 9408)), ((float *)(mcutl_arena + 51808))) != 0) {
+    if (mcutl_group_norm_f32(&f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), 3, 1e-05f, (mcutl_params + 280), (mcutl_params + 304), ((float *)(mcutl_arena + 4704)), ((float *)(mcutl_arena + 37632)), ((float *)(mcutl_arena + 9408)), ((float *)(mcutl_arena + 51960))) != 0) {
         return 14;
     }
     /* connector 0: dequantise convolution_6 */
@@ -984,143 +984,159 @@ static int train_forward_to(int32_t stop)
     if (mcutl_add_f32(((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 4704)), 1176, ((float *)(mcutl_arena + 0))) != 0) {
         return 16;
     }
+    /* c0_quantize: clamp sum_convolution_6 to what int8 convolution_6 can hold */
+    if (mcutl_clamp_f32(((float *)(mcutl_arena + 0)), 1176, -4.683775901794434f, 4.296396255493164f, ((float *)(mcutl_arena + 0))) != 0) {
+        return 17;
+    }
     /* connector 0: requantise the sum for the backbone */
     if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 1176, 0.03521636128425598f, 5, (mcutl_arena + 26464)) != 0) {
-        return 17;
+        return 18;
     }
     if (stop == 0) {
         return 0; /* probe point 0 */
     }
+    /* mask of where convolution_6 did not saturate, for backward */
+    if (mcutl_act_mask_from_s8((mcutl_arena + 26464), 1176, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 51752))) != 0) {
+        return 19;
+    }
     /* m1_avgpool0: avgpool 2x2 */
     if (mcutl_avg_pool_f32(&f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), 2, 2, ((float *)(mcutl_arena + 25304))) != 0) {
-        return 18;
+        return 20;
     }
     /* m1_conv1: conv 3x3 groups 2 */
     if (mcutl_conv2d_f32(&m1_conv1_f32params, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 25304)), &f32dims_16x3x3x12, (mcutl_params + 328), NULL, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 0))) != 0) {
-        return 19;
+        return 21;
     }
     /* m1_groupnorm2: group norm, 2 groups */
     if (mcutl_group_norm_f32(&f32dims_1x3x3x16, ((float *)(mcutl_arena + 0)), 2, 1e-05f, (mcutl_params + 2056), (mcutl_params + 2072), ((float *)(mcutl_arena + 576)), ((float *)(mcutl_arena + 27640)), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 28216))) != 0) {
-        return 20;
+        return 22;
     }
     /* m1_relu3: relu (mask saved) */
     if (mcutl_relu_f32(((float *)(mcutl_arena + 576)), 144, ((float *)(mcutl_arena + 28816)), ((uint8_t *)(mcutl_arena + 29392))) != 0) {
-        return 21;
+        return 23;
     }
     /* m1_conv4: conv 1x1 groups 1 */
     if (mcutl_conv2d_f32(&m1_conv4_f32params, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 28816)), &f32dims_32x1x1x16, (mcutl_params + 2088), NULL, &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0))) != 0) {
-        return 22;
+        return 24;
     }
     /* m1_groupnorm5: group norm, 4 groups */
     if (mcutl_group_norm_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), 4, 1e-05f, (mcutl_params + 2600), (mcutl_params + 2632), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 24152)), ((float *)(mcutl_arena + 2304)), ((float *)(mcutl_arena + 29416))) != 0) {
-        return 23;
+        return 25;
     }
     /* m1_resize6: nearest resize to 4x4 */
     if (mcutl_resize_nearest_f32(&f32dims_1x3x3x32, ((float *)(mcutl_arena + 1152)), 4, 4, ((float *)(mcutl_arena + 22104))) != 0) {
-        return 24;
+        return 26;
     }
     /* conv2d 'convolution_7' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
     if (mcutl_conv2d_s8_dsp(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 26464), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 12696), (mcutl_arena + 0)) != 0) {
-        return 25;
+        return 27;
     }
     /* mask of convolution_7's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 12696), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 50960))) != 0) {
-        return 26;
+        return 28;
     }
     /* conv2d 'convolution_8' depthwise 3x3/1: 1x7x7x96 -> 1x7x7x96 */
     if (mcutl_depthwise_conv2d_s8_dsp(&convolution_8_params, &dims_1x7x7x96, (mcutl_arena + 12696), &dims_1x3x3x96, convolution_8_weights, convolution_8_bias, &dims_1x7x7x96, (mcutl_arena + 17400), (mcutl_arena + 0)) != 0) {
-        return 27;
+        return 29;
     }
     /* mask of convolution_8's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 17400), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 28224))) != 0) {
-        return 28;
+        return 30;
     }
     /* conv2d 'convolution_9' pointwise 1x1/1: 1x7x7x96 -> 1x7x7x24 */
     if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 17400), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1176)) != 0) {
-        return 29;
+        return 31;
     }
     /* add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
     if (mcutl_add_s8_dsp(&add_1_params, (mcutl_arena + 26464), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != 0) {
-        return 30;
+        return 32;
     }
     /* conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
     if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2784), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11544), (mcutl_arena + 0)) != 0) {
-        return 31;
+        return 33;
     }
     /* mask of convolution_10's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 11544), 4704, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 26168))) != 0) {
-        return 32;
+        return 34;
     }
     /* conv2d 'convolution_11' depthwise 3x3/2: 1x7x7x96 -> 1x4x4x96 */
     if (mcutl_depthwise_conv2d_s8_dsp(&convolution_11_params, &dims_1x7x7x96, (mcutl_arena + 11544), &dims_1x3x3x96, convolution_11_weights, convolution_11_bias, &dims_1x4x4x96, (mcutl_arena + 16248), (mcutl_arena + 0)) != 0) {
-        return 33;
+        return 35;
     }
     /* mask of convolution_11's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 16248), 1536, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10240))) != 0) {
-        return 34;
+        return 36;
     }
     /* conv2d 'convolution_12' pointwise 1x1/1: 1x4x4x96 -> 1x4x4x32 */
     if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 16248), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 8976), (mcutl_arena + 0)) != 0) {
-        return 35;
+        return 37;
     }
     /* connector 1: dequantise convolution_12 */
     if (mcutl_dequantize_s8_f32((mcutl_arena + 8976), 512, 0.05378267914056778f, -8, ((float *)(mcutl_arena + 0))) != 0) {
-        return 36;
+        return 38;
     }
     /* connector 1: add module 1's output */
     if (mcutl_add_f32(((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 22104)), 512, ((float *)(mcutl_arena + 0))) != 0) {
-        return 37;
+        return 39;
+    }
+    /* c1_quantize: clamp sum_convolution_12 to what int8 convolution_12 can hold */
+    if (mcutl_clamp_f32(((float *)(mcutl_arena + 0)), 512, -6.453921318054199f, 7.260661602020264f, ((float *)(mcutl_arena + 0))) != 0) {
+        return 40;
     }
     /* connector 1: requantise the sum for the backbone */
     if (mcutl_quantize_f32_s8(((float *)(mcutl_arena + 0)), 512, 0.05378267914056778f, -8, (mcutl_arena + 8976)) != 0) {
-        return 38;
+        return 41;
     }
     if (stop == 1) {
         return 0; /* probe point 1 */
     }
+    /* mask of where convolution_12 did not saturate, for backward */
+    if (mcutl_act_mask_from_s8((mcutl_arena + 8976), 512, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10688))) != 0) {
+        return 42;
+    }
     /* conv2d 'convolution_13' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
     if (mcutl_conv2d_s8_dsp(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 8976), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 6928), (mcutl_arena + 0)) != 0) {
-        return 39;
+        return 43;
     }
     /* mask of convolution_13's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 6928), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10432))) != 0) {
-        return 40;
+        return 44;
     }
     /* conv2d 'convolution_14' depthwise 3x3/1: 1x4x4x64 -> 1x4x4x64 */
     if (mcutl_depthwise_conv2d_s8_dsp(&convolution_14_params, &dims_1x4x4x64, (mcutl_arena + 6928), &dims_1x3x3x64, convolution_14_weights, convolution_14_bias, &dims_1x4x4x64, (mcutl_arena + 7952), (mcutl_arena + 0)) != 0) {
-        return 41;
+        return 45;
     }
     /* mask of convolution_14's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 7952), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 10560))) != 0) {
-        return 42;
+        return 46;
     }
     /* conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
     if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 1152), (mcutl_arena + 0)) != 0) {
-        return 43;
+        return 47;
     }
     /* add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
     if (mcutl_add_s8_dsp(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != 0) {
-        return 44;
+        return 48;
     }
     /* conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
     if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2944), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1920), (mcutl_arena + 0)) != 0) {
-        return 45;
+        return 49;
     }
     /* mask of convolution_16's relu6 for backward */
     if (mcutl_act_mask_from_s8((mcutl_arena + 1920), 1024, -128, 127, MCUTL_ACT_MASK_RELU6, ((uint8_t *)(mcutl_arena + 4352))) != 0) {
-        return 46;
+        return 50;
     }
     /* global_avgpool 'mean': 1x4x4x64 -> 1x1x1x64 */
     if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1920), -128, 127, (mcutl_arena + 256)) != 0) {
-        return 47;
+        return 51;
     }
     /* dequantise the backbone features */
     if (mcutl_dequantize_s8_f32((mcutl_arena + 256), 64, 0.0235294122248888f, -128, ((float *)(mcutl_arena + 0))) != 0) {
-        return 48;
+        return 52;
     }
     /* head: linear 64 -> 10 */
     if (mcutl_linear_f32(1, 64, ((float *)(mcutl_arena + 0)), 10, (mcutl_params + 2664), (mcutl_params + 3304), ((float *)(mcutl_arena + 296))) != 0) {
-        return 49;
+        return 53;
     }
     return 0;
 }
@@ -1138,174 +1154,182 @@ static int train_backward(float *loss)
     /* loss: softmax cross-entropy, gradient of the logits */
     *loss = mcutl_softmax_xent_f32(((float *)(mcutl_arena + 296)), &mcutl_label, 1, 10, mcutl_label_smoothing, 1.0f, NULL, ((float *)(mcutl_arena + 256)));
     if (*loss < 0.0f) {
-        return 50; /* the kernel rejected its arguments */
+        return 54; /* the kernel rejected its arguments */
     }
     if (!train_loss_ok(*loss)) {
         return -1;
     }
     /* head: weight gradient (accumulates) */
     if (mcutl_linear_grad_weight_f32(1, 64, ((float *)(mcutl_arena + 0)), 10, ((float *)(mcutl_arena + 256)), (mcutl_grads + 2664)) != 0) {
-        return 51;
+        return 55;
     }
     /* head: bias gradient (accumulates) */
     if (mcutl_linear_grad_bias_f32(1, 10, ((float *)(mcutl_arena + 256)), (mcutl_grads + 3304)) != 0) {
-        return 52;
+        return 56;
     }
     /* head: gradient of the features */
     if (mcutl_linear_grad_input_f32(1, 64, 10, (mcutl_params + 2664), ((float *)(mcutl_arena + 256)), ((float *)(mcutl_arena + 4096)), 0) != 0) {
-        return 53;
+        return 57;
     }
     /* mean: global average pool backward */
     if (mcutl_global_avg_pool_grad_input_f32(&f32dims_1x4x4x64, ((float *)(mcutl_arena + 4096)), ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 54;
+        return 58;
     }
     /* convolution_16: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 4352)), 1024, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 55;
+        return 59;
     }
     /* convolution_16: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_16_1_f32params, &f32dims_1x4x4x64, ((float *)(mcutl_arena + 0)), &f32dims_64x1x1x32, convolution_16_weights, convolution_16_1_wscale, &f32dims_1x4x4x32, ((float *)(mcutl_arena + 4096)), 0) != 0) {
-        return 56;
+        return 60;
     }
     /* add_2: residual add passes the gradient to convolution_12 */
     if (mcutl_copy_f32(((float *)(mcutl_arena + 4096)), 512, ((float *)(mcutl_arena + 8192))) != 0) {
-        return 57;
+        return 61;
     }
     /* add_2: residual add passes the gradient to convolution_15 */
     if (mcutl_copy_f32(((float *)(mcutl_arena + 4096)), 512, ((float *)(mcutl_arena + 6144))) != 0) {
-        return 58;
+        return 62;
     }
     /* convolution_15: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_15_1_f32params, &f32dims_1x4x4x32, ((float *)(mcutl_arena + 6144)), &f32dims_32x1x1x64, convolution_15_weights, convolution_15_1_wscale, &f32dims_1x4x4x64, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 59;
+        return 63;
     }
     /* convolution_14: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 10560)), 1024, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 60;
+        return 64;
     }
     /* convolution_14: input gradient through the frozen int8 weights */
     if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_14_1_f32params, &f32dims_1x4x4x64, ((float *)(mcutl_arena + 0)), &f32dims_1x3x3x64, convolution_14_weights, convolution_14_1_wscale, &f32dims_1x4x4x64, ((float *)(mcutl_arena + 4096)), 0) != 0) {
-        return 61;
+        return 65;
     }
     /* convolution_13: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 4096)), ((uint8_t *)(mcutl_arena + 10432)), 1024, ((float *)(mcutl_arena + 4096)), 0) != 0) {
-        return 62;
+        return 66;
     }
     /* convolution_13: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_13_1_f32params, &f32dims_1x4x4x64, ((float *)(mcutl_arena + 4096)), &f32dims_64x1x1x32, convolution_13_weights, convolution_13_1_wscale, &f32dims_1x4x4x32, ((float *)(mcutl_arena + 8192)), 1) != 0) {
-        return 63;
+        return 67;
+    }
+    /* c1_add: gradient through the clamp of sum_convolution_12 to its int8 range */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 8192)), ((uint8_t *)(mcutl_arena + 10688)), 512, ((float *)(mcutl_arena + 8192)), 0) != 0) {
+        return 68;
     }
     /* m1_resize6: nearest resize backward */
     if (mcutl_resize_nearest_grad_input_f32(&f32dims_1x3x3x32, 4, 4, ((float *)(mcutl_arena + 8192)), ((float *)(mcutl_arena + 1152)), 0) != 0) {
-        return 64;
+        return 69;
     }
     /* m1_groupnorm5: group norm backward */
     if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x32, 4, ((float *)(mcutl_arena + 24152)), ((float *)(mcutl_arena + 29416)), (mcutl_params + 2600), ((float *)(mcutl_arena + 1152)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 2600), (mcutl_grads + 2632)) != 0) {
-        return 65;
+        return 70;
     }
     /* m1_conv4: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m1_conv4_f32params_1, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 28816)), &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x16, (mcutl_grads + 2088)) != 0) {
-        return 66;
+        return 71;
     }
     /* m1_conv4: conv input gradient */
     if (mcutl_conv2d_grad_input_f32(&m1_conv4_f32params_1, &f32dims_1x3x3x32, ((float *)(mcutl_arena + 0)), &f32dims_32x1x1x16, (mcutl_params + 2088), &f32dims_1x3x3x16, ((float *)(mcutl_arena + 1152)), 0) != 0) {
-        return 67;
+        return 72;
     }
     /* m1_relu3: relu backward */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 1152)), ((uint8_t *)(mcutl_arena + 29392)), 144, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 68;
+        return 73;
     }
     /* m1_groupnorm2: group norm backward */
     if (mcutl_group_norm_grad_f32(&f32dims_1x3x3x16, 2, ((float *)(mcutl_arena + 27640)), ((float *)(mcutl_arena + 28216)), (mcutl_params + 2056), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 864)), 0, (mcutl_grads + 2056), (mcutl_grads + 2072)) != 0) {
-        return 69;
+        return 74;
     }
     /* m1_conv1: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m1_conv1_f32params_1, &f32dims_1x3x3x24, ((float *)(mcutl_arena + 25304)), &f32dims_1x3x3x16, ((float *)(mcutl_arena + 864)), &f32dims_16x3x3x12, (mcutl_grads + 328)) != 0) {
-        return 70;
+        return 75;
     }
     /* m1_conv1: conv input gradient */
     if (mcutl_conv2d_grad_input_f32(&m1_conv1_f32params_1, &f32dims_1x3x3x16, ((float *)(mcutl_arena + 864)), &f32dims_16x3x3x12, (mcutl_params + 328), &f32dims_1x3x3x24, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 71;
+        return 76;
     }
     /* m1_avgpool0: avgpool backward */
     if (mcutl_avg_pool_grad_input_f32(&f32dims_1x7x7x24, 2, 2, ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 42336)), 0) != 0) {
-        return 72;
+        return 77;
     }
     /* convolution_12: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_12_1_f32params, &f32dims_1x4x4x32, ((float *)(mcutl_arena + 8192)), &f32dims_32x1x1x96, convolution_12_weights, convolution_12_1_wscale, &f32dims_1x4x4x96, ((float *)(mcutl_arena + 18816)), 0) != 0) {
-        return 73;
+        return 78;
     }
     /* convolution_11: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 18816)), ((uint8_t *)(mcutl_arena + 10240)), 1536, ((float *)(mcutl_arena + 18816)), 0) != 0) {
-        return 74;
+        return 79;
     }
     /* convolution_11: input gradient through the frozen int8 weights */
     if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_11_1_f32params, &f32dims_1x4x4x96, ((float *)(mcutl_arena + 18816)), &f32dims_1x3x3x96, convolution_11_weights, convolution_11_1_wscale, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 75;
+        return 80;
     }
     /* convolution_10: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 26168)), 4704, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 76;
+        return 81;
     }
     /* convolution_10: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_10_1_f32params, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 0)), &f32dims_96x1x1x24, convolution_10_weights, convolution_10_1_wscale, &f32dims_1x7x7x24, ((float *)(mcutl_arena + 18816)), 0) != 0) {
-        return 77;
+        return 82;
     }
     /* add_1: residual add passes the gradient to convolution_6 */
     if (mcutl_axpy_f32(1176, 1.0f, ((float *)(mcutl_arena + 18816)), ((float *)(mcutl_arena + 42336))) != 0) {
-        return 78;
+        return 83;
     }
     /* add_1: residual add passes the gradient to convolution_9 */
     if (mcutl_copy_f32(((float *)(mcutl_arena + 18816)), 1176, ((float *)(mcutl_arena + 23520))) != 0) {
-        return 79;
+        return 84;
     }
     /* convolution_9: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_9_1_f32params, &f32dims_1x7x7x24, ((float *)(mcutl_arena + 23520)), &f32dims_24x1x1x96, convolution_9_weights, convolution_9_1_wscale, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 80;
+        return 85;
     }
     /* convolution_8: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 0)), ((uint8_t *)(mcutl_arena + 28224)), 4704, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 81;
+        return 86;
     }
     /* convolution_8: input gradient through the frozen int8 weights */
     if (mcutl_depthwise_conv2d_grad_input_s8w_f32(&convolution_8_1_f32params, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 0)), &f32dims_1x3x3x96, convolution_8_weights, convolution_8_1_wscale, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 18816)), 0) != 0) {
-        return 82;
+        return 87;
     }
     /* convolution_7: gradient through its relu6 */
     if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 18816)), ((uint8_t *)(mcutl_arena + 50960)), 4704, ((float *)(mcutl_arena + 18816)), 0) != 0) {
-        return 83;
+        return 88;
     }
     /* convolution_7: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_7_1_f32params, &f32dims_1x7x7x96, ((float *)(mcutl_arena + 18816)), &f32dims_96x1x1x24, convolution_7_weights, convolution_7_1_wscale, &f32dims_1x7x7x24, ((float *)(mcutl_arena + 42336)), 1) != 0) {
-        return 84;
+        return 89;
+    }
+    /* c0_add: gradient through the clamp of sum_convolution_6 to its int8 range */
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 42336)), ((uint8_t *)(mcutl_arena + 51752)), 1176, ((float *)(mcutl_arena + 42336)), 0) != 0) {
+        return 90;
     }
     /* m0_groupnorm5: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x7x7x24, 3, ((float *)(mcutl_arena + 37632)), ((float *)(mcutl_arena + 51808)), (mcutl_params + 280), ((float *)(mcutl_arena + 42336)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 280), (mcutl_grads + 304)) != 0) {
-        return 85;
+    if (mcutl_group_norm_grad_f32(&f32dims_1x7x7x24, 3, ((float *)(mcutl_arena + 37632)), ((float *)(mcutl_arena + 51960)), (mcutl_params + 280), ((float *)(mcutl_arena + 42336)), ((float *)(mcutl_arena + 0)), 0, (mcutl_grads + 280), (mcutl_grads + 304)) != 0) {
+        return 91;
     }
     /* m0_conv4: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m0_conv4_f32params_1, &f32dims_1x7x7x8, ((float *)(mcutl_arena + 48608)), &f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), &f32dims_24x1x1x8, (mcutl_grads + 88)) != 0) {
-        return 86;
+        return 92;
     }
     /* m0_conv4: conv input gradient */
     if (mcutl_conv2d_grad_input_f32(&m0_conv4_f32params_1, &f32dims_1x7x7x24, ((float *)(mcutl_arena + 0)), &f32dims_24x1x1x8, (mcutl_params + 88), &f32dims_1x7x7x8, ((float *)(mcutl_arena + 4704)), 0) != 0) {
-        return 87;
+        return 93;
     }
     /* m0_relu3: relu backward */
-    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 4704)), ((uint8_t *)(mcutl_arena + 51752)), 392, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 88;
+    if (mcutl_act_grad_input_f32(((float *)(mcutl_arena + 4704)), ((uint8_t *)(mcutl_arena + 51904)), 392, ((float *)(mcutl_arena + 0)), 0) != 0) {
+        return 94;
     }
     /* m0_groupnorm2: group norm backward */
-    if (mcutl_group_norm_grad_f32(&f32dims_1x7x7x8, 1, ((float *)(mcutl_arena + 47040)), ((float *)(mcutl_arena + 51824)), (mcutl_params + 72), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 1568)), 0, (mcutl_grads + 72), (mcutl_grads + 80)) != 0) {
-        return 89;
+    if (mcutl_group_norm_grad_f32(&f32dims_1x7x7x8, 1, ((float *)(mcutl_arena + 47040)), ((float *)(mcutl_arena + 51976)), (mcutl_params + 72), ((float *)(mcutl_arena + 0)), ((float *)(mcutl_arena + 1568)), 0, (mcutl_grads + 72), (mcutl_grads + 80)) != 0) {
+        return 95;
     }
     /* m0_conv1: conv weight gradient (accumulates) */
     if (mcutl_conv2d_grad_weight_f32(&m0_conv1_f32params_1, &f32dims_1x7x7x1, ((float *)(mcutl_arena + 51552)), &f32dims_1x7x7x8, ((float *)(mcutl_arena + 1568)), &f32dims_8x3x3x1, (mcutl_grads + 0)) != 0) {
-        return 90;
+        return 96;
     }
     /* convolution_6: input gradient through the frozen int8 weights */
     if (mcutl_conv2d_grad_input_s8w_f32(&convolution_6_1_f32params, &f32dims_1x7x7x24, ((float *)(mcutl_arena + 42336)), &f32dims_24x1x1x64, convolution_6_weights, convolution_6_1_wscale, &f32dims_1x7x7x64, ((float *)(mcutl_arena + 0)), 0) != 0) {
-        return 91;
+        return 97;
     }
     return 0;
 }
