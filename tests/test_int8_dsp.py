@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,14 +214,44 @@ def test_the_planner_gives_each_dsp_kernel_its_scratch() -> None:
     assert host.files["model.c"].split("\n", 1)[1] == portable.files["model.c"].split("\n", 1)[1]
     convs = [n for n in graph.nodes if n.op == "conv2d"]
     scratch = {b.name: b for b in dsp.plan.buffers if b.name.endswith("#scratch")}
-    assert len(scratch) == len(convs)
+    # a conv keeps its DSP kernel where the scratch fits under the all-portable peak
+    # (test_fast_kernels_never_raise_the_arena); those that do get exactly their scratch
+    assert 5 <= len(scratch) < len(convs)
+    model_c = dsp.files["model.c"]
     for step, node in enumerate(graph.nodes, start=1):
-        if node.op == "conv2d":
+        if node.op == "conv2d" and scratch_key(node.name) in scratch:
             b = scratch[scratch_key(node.name)]
             assert (b.first, b.last) == (step, step)
             assert b.size == get_op(node.op, node).scratch_bytes(node, graph, "dsp") > 0
+    assert model_c.count("_conv2d_s8_dsp(") == len(scratch)
     dsp.plan.check_no_overlap()
+    assert dsp.plan.arena_size() == portable.plan.arena_size()
     assert not any(b.name.endswith("#scratch") for b in portable.plan.buffers)
-    model_c = dsp.files["model.c"]
-    assert "mcutl_conv2d_s8_dsp(" in model_c and "mcutl_depthwise_conv2d_s8_dsp(" in model_c
     assert "_dsp(" not in portable.files["model.c"]
+
+
+def test_fast_kernels_never_raise_the_arena(tmp_path: Path) -> None:
+    """The planner keeps a layer's DSP kernel only where its scratch fits under the
+    all-portable peak: a stm32f405 build's arena is the portable build's, inference and
+    training, and some layers still run the DSP kernels."""
+    import json
+
+    import torch
+
+    from examples.backbones import TinyMBV2, randomize_batchnorm_stats, spread_init
+    from mcutl.compile import compile_backbone, compile_training
+
+    torch.set_num_threads(1)
+    model = randomize_batchnorm_stats(spread_init(TinyMBV2(seed=1))).eval()
+    calib = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    arena, total, calls = {}, {}, {}
+    for k in ("portable", "dsp"):
+        info = compile_backbone(model, "stm32f405", tmp_path / k, calib=calib,
+                                input_shape=(1, 1, 28, 28), kernels=k)[0]
+        arena[k] = info.arena_bytes
+        calls[k] = (tmp_path / k / "model.c").read_text().count("_dsp(")
+        compile_training(model, "stm32f405", tmp_path / f"t{k}", num_classes=4, calib=calib,
+                         input_shape=(1, 1, 28, 28), method="last", kernels=k)
+        total[k] = json.loads((tmp_path / f"t{k}" / "plan.json").read_text())["total_bytes"]
+    assert arena["dsp"] == arena["portable"] and total["dsp"] == total["portable"]
+    assert calls["portable"] == 0 and calls["dsp"] >= 5

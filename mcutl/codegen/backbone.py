@@ -18,6 +18,7 @@ from mcutl.ir.graph import Graph
 from mcutl.ops.base import get_op
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_activations
 from mcutl.targets import load_target
 
@@ -67,10 +68,12 @@ def generate_backbone(
             f"and {len(graph.outputs)}"
         )
     kernels = kernels or load_target(target_name).kernels
-    planner, root = plan_activations(graph, kernels)
+    portable = portable_where_scratch_raises_peak(
+        graph, kernels, lambda p: plan_activations(graph, kernels, p)[0].arena_size())
+    planner, root = plan_activations(graph, kernels, portable)
     offsets = {t: planner.offset(r) for t, r in root.items()}
     offsets.update({b.name: b.offset for b in planner.buffers if b.name.endswith("#scratch")})
-    ctx = CContext(act_offsets=offsets, kernels=kernels)
+    ctx = CContext(act_offsets=offsets, kernels=kernels, portable_nodes=portable)
     layers: list[LayerReport] = []
     for node in graph.nodes:
         op = get_op(node.op, node)

@@ -85,6 +85,9 @@ class CContext:
 
     act_offsets: dict[str, int]  # tensor name -> byte offset in the arena
     kernels: str = "portable"  # the target's int8 kernel set (mcutl.targets.KERNEL_SETS)
+    #: nodes that run the portable kernel although the set has another: its scratch would
+    #: raise the arena's peak (mcutl.plan.kernels)
+    portable_nodes: frozenset[str] = frozenset()
     consts: list[ConstArray] = field(default_factory=list)
     structs: list[Struct] = field(default_factory=list)
     calls: list[KernelCall] = field(default_factory=list)
@@ -92,6 +95,10 @@ class CContext:
     _names: set[str] = field(default_factory=set)
     _dims_cache: dict[tuple[int | str, ...], str] = field(default_factory=dict)
     _const_cache: dict[tuple[str, tuple[int, ...], bytes], str] = field(default_factory=dict)
+
+    def kernels_for(self, node: str) -> str:
+        """The kernel set ``node`` runs with."""
+        return "portable" if node in self.portable_nodes else self.kernels
 
     def unique(self, base: str) -> str:
         name = c_ident(base)

@@ -257,7 +257,7 @@ class Conv2d(OpDef):
             func, ctype = "mcutl_depthwise_conv2d_s8", "mcutl_dw_conv_params_t"
         else:
             func, ctype = "mcutl_conv2d_s8", "mcutl_conv_params_t"
-        scratch = self.scratch_bytes(node, graph, ctx.kernels)
+        scratch = self.scratch_bytes(node, graph, ctx.kernels_for(node.name))
         extra = []
         if scratch:  # the DSP variant (same arguments, then its scratch)
             func += "_dsp"

@@ -20,11 +20,13 @@ class UsedBuffer(Protocol):
     last: int
 
 
-def plan_activations(graph: Graph, kernels: str = "portable"
+def plan_activations(graph: Graph, kernels: str = "portable",
+                     portable: frozenset[str] = frozenset()
                      ) -> tuple[ArenaPlanner, dict[str, str]]:
     """Lifetimes of every activation in node order; alias ops share their input's buffer;
-    the scratch a node's kernel needs (``kernels``: the target's kernel set) lives while
-    the node runs, under ``scratch_key(node)``.
+    the scratch a node's kernel needs (``kernels``: the target's kernel set; the nodes in
+    ``portable`` run the portable one) lives while the node runs, under
+    ``scratch_key(node)``.
 
     Step 0 is "before the first node" (the input is written), node i runs at step i+1,
     and the graph outputs stay live one step after the last node (they are read out).
@@ -54,7 +56,8 @@ def plan_activations(graph: Graph, kernels: str = "portable"
         if t == r:
             planner.add_buffer(t, graph.tensors[t].nbytes, first[t], last[t])
     for i, node in enumerate(graph.nodes, start=1):
-        nbytes = get_op(node.op, node).scratch_bytes(node, graph, kernels)
+        nbytes = get_op(node.op, node).scratch_bytes(
+            node, graph, "portable" if node.name in portable else kernels)
         if nbytes:
             planner.add_buffer(scratch_key(node.name), nbytes, i, i)
     planner.plan()

@@ -15,6 +15,7 @@ from mcutl.codegen.context import KernelCall
 from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_buffers
 from mcutl.targets import load_target
 from mcutl.train.recipe import SCHEDULES
@@ -113,7 +114,10 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
     plus a tick read after every kernel call and around the optimizer and a PROFILE
     request: `mcutl profile`) with the calls it times (calls.json)."""
     options.validate()
-    prog = build_step(tm, kernels or load_target(target_name).kernels)
+    kernels = kernels or load_target(target_name).kernels
+    portable = portable_where_scratch_raises_peak(
+        tm.backbone, kernels, lambda p: plan_step(build_step(tm, kernels, p)).arena_size())
+    prog = build_step(tm, kernels, portable)
     ctx = prog.ctx
     planner = plan_step(prog)
     offsets = {b.name: b.offset for b in planner.buffers}

@@ -382,11 +382,13 @@ def fuse_dequantize_pool(tm: TrainableModel, need: set[str]) -> TrainableModel:
     return dataclasses.replace(tm, nodes=nodes)
 
 
-def build_step(tm: TrainableModel, kernels: str = "portable") -> StepProgram:
-    """The step's kernel calls; the backbone's int8 ones from the ``kernels`` set."""
+def build_step(tm: TrainableModel, kernels: str = "portable",
+               portable: frozenset[str] = frozenset()) -> StepProgram:
+    """The step's kernel calls; the backbone's int8 ones from the ``kernels`` set (the
+    nodes in ``portable`` from the portable one)."""
     tm = fuse_dequantize_pool(tm, _needs_grad(tm))
     g = tm.backbone
-    ctx = TrainContext(act_offsets={}, kernels=kernels)
+    ctx = TrainContext(act_offsets={}, kernels=kernels, portable_nodes=portable)
     ctx.graph = g
     biases: dict[str, list[TNode]] = {}  # backbone node -> its trained bias
     producer = {o: node for node in g.nodes for o in node.outputs}

@@ -169,19 +169,19 @@ int mcutl_model_infer(void)
         return 1;
     }
     /* 1: conv2d 'convolution_1' standard 1x5/1: 1x1x100x16 -> 1x1x50x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 0), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 7792), (mcutl_arena + 1600)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_1_params, &dims_1x1x100x16, (mcutl_arena + 0), &dims_32x1x5x16, convolution_1_weights, convolution_1_bias, &dims_1x1x50x32, (mcutl_arena + 1600)) != MCUTL_KERNEL_OK) {
         return 2;
     }
     /* 2: conv2d 'convolution_2' depthwise 1x5/1: 1x1x50x32 -> 1x1x25x32 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 7792), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 9392), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_2_params, &dims_1x1x50x32, (mcutl_arena + 1600), &dims_1x1x5x32, convolution_2_weights, convolution_2_bias, &dims_1x1x25x32, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 3;
     }
     /* 3: conv2d 'convolution_3' pointwise 1x1/1: 1x1x25x32 -> 1x1x25x48 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 9392), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 1472), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_3_params, &dims_1x1x25x32, (mcutl_arena + 0), &dims_48x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x1x25x48, (mcutl_arena + 800)) != MCUTL_KERNEL_OK) {
         return 4;
     }
     /* 4: global_avgpool 'mean': 1x1x25x48 -> 1x1x1x48 */
-    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 1472), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_global_avg_pool_s8(&dims_1x1x25x48, (mcutl_arena + 800), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 5;
     }
     /* 5: linear 'addmm': 1x48 -> 1x4 */

@@ -505,7 +505,7 @@ static const mcutl_fc_params_t addmm_params = {
 
 int8_t *mcutl_model_input(void)
 {
-    return (mcutl_arena + 0);
+    return (mcutl_arena + 3136);
 }
 
 const int8_t *mcutl_model_output(void)
@@ -516,87 +516,87 @@ const int8_t *mcutl_model_output(void)
 int mcutl_model_infer(void)
 {
     /* 0: conv2d 'convolution' standard 3x3/2: 1x28x28x1 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 0), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 19248), (mcutl_arena + 784)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_params, &dims_1x28x28x1, (mcutl_arena + 3136), &dims_16x3x3x1, convolution_weights, convolution_bias, &dims_1x14x14x16, (mcutl_arena + 0), (mcutl_arena + 3920)) != MCUTL_KERNEL_OK) {
         return 1;
     }
     /* 1: conv2d 'convolution_1' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 19248), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 6704), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_1_params, &dims_1x14x14x16, (mcutl_arena + 0), &dims_32x1x1x16, convolution_1_weights, convolution_1_bias, &dims_1x14x14x32, (mcutl_arena + 3136), (mcutl_arena + 9408)) != MCUTL_KERNEL_OK) {
         return 2;
     }
     /* 2: conv2d 'convolution_2' depthwise 3x3/1: 1x14x14x32 -> 1x14x14x32 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_2_params, &dims_1x14x14x32, (mcutl_arena + 6704), &dims_1x3x3x32, convolution_2_weights, convolution_2_bias, &dims_1x14x14x32, (mcutl_arena + 12976), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_2_params, &dims_1x14x14x32, (mcutl_arena + 3136), &dims_1x3x3x32, convolution_2_weights, convolution_2_bias, &dims_1x14x14x32, (mcutl_arena + 9408)) != MCUTL_KERNEL_OK) {
         return 3;
     }
     /* 3: conv2d 'convolution_3' pointwise 1x1/1: 1x14x14x32 -> 1x14x14x16 */
-    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 12976), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 0), (mcutl_arena + 3136)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_3_params, &dims_1x14x14x32, (mcutl_arena + 9408), &dims_16x1x1x32, convolution_3_weights, convolution_3_bias, &dims_1x14x14x16, (mcutl_arena + 3136), (mcutl_arena + 6272)) != MCUTL_KERNEL_OK) {
         return 4;
     }
     /* 4: add 'add': 1x14x14x16, 1x14x14x16 -> 1x14x14x16 */
-    if (mcutl_add_s8_dsp(&add_params, (mcutl_arena + 19248), (mcutl_arena + 0), (mcutl_arena + 12544), 3136) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_params, (mcutl_arena + 0), (mcutl_arena + 3136), (mcutl_arena + 12544), 3136) != MCUTL_KERNEL_OK) {
         return 5;
     }
     /* 5: conv2d 'convolution_4' pointwise 1x1/1: 1x14x14x16 -> 1x14x14x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_4_params, &dims_1x14x14x16, (mcutl_arena + 12544), &dims_64x1x1x16, convolution_4_weights, convolution_4_bias, &dims_1x14x14x64, (mcutl_arena + 0), (mcutl_arena + 15680)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_4_params, &dims_1x14x14x16, (mcutl_arena + 12544), &dims_64x1x1x16, convolution_4_weights, convolution_4_bias, &dims_1x14x14x64, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 6;
     }
     /* 6: conv2d 'convolution_5' depthwise 3x3/2: 1x14x14x64 -> 1x7x7x64 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_5_params, &dims_1x14x14x64, (mcutl_arena + 0), &dims_1x3x3x64, convolution_5_weights, convolution_5_bias, &dims_1x7x7x64, (mcutl_arena + 23328), (mcutl_arena + 12544)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_5_params, &dims_1x14x14x64, (mcutl_arena + 0), &dims_1x3x3x64, convolution_5_weights, convolution_5_bias, &dims_1x7x7x64, (mcutl_arena + 12544)) != MCUTL_KERNEL_OK) {
         return 7;
     }
     /* 7: conv2d 'convolution_6' pointwise 1x1/1: 1x7x7x64 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8_dsp(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 23328), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 22112), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_6_params, &dims_1x7x7x64, (mcutl_arena + 12544), &dims_24x1x1x64, convolution_6_weights, convolution_6_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1184)) != MCUTL_KERNEL_OK) {
         return 8;
     }
     /* 8: conv2d 'convolution_7' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 22112), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 12704), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_7_params, &dims_1x7x7x24, (mcutl_arena + 0), &dims_96x1x1x24, convolution_7_weights, convolution_7_bias, &dims_1x7x7x96, (mcutl_arena + 1184)) != MCUTL_KERNEL_OK) {
         return 9;
     }
     /* 9: conv2d 'convolution_8' depthwise 3x3/1: 1x7x7x96 -> 1x7x7x96 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_8_params, &dims_1x7x7x96, (mcutl_arena + 12704), &dims_1x3x3x96, convolution_8_weights, convolution_8_bias, &dims_1x7x7x96, (mcutl_arena + 17408), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_8_params, &dims_1x7x7x96, (mcutl_arena + 1184), &dims_1x3x3x96, convolution_8_weights, convolution_8_bias, &dims_1x7x7x96, (mcutl_arena + 5888)) != MCUTL_KERNEL_OK) {
         return 10;
     }
     /* 10: conv2d 'convolution_9' pointwise 1x1/1: 1x7x7x96 -> 1x7x7x24 */
-    if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 17408), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 0), (mcutl_arena + 1184)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_9_params, &dims_1x7x7x96, (mcutl_arena + 5888), &dims_24x1x1x96, convolution_9_weights, convolution_9_bias, &dims_1x7x7x24, (mcutl_arena + 1184), (mcutl_arena + 2368)) != MCUTL_KERNEL_OK) {
         return 11;
     }
     /* 11: add 'add_1': 1x7x7x24, 1x7x7x24 -> 1x7x7x24 */
-    if (mcutl_add_s8_dsp(&add_1_params, (mcutl_arena + 22112), (mcutl_arena + 0), (mcutl_arena + 2784), 1176) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_1_params, (mcutl_arena + 0), (mcutl_arena + 1184), (mcutl_arena + 4704), 1176) != MCUTL_KERNEL_OK) {
         return 12;
     }
     /* 12: conv2d 'convolution_10' pointwise 1x1/1: 1x7x7x24 -> 1x7x7x96 */
-    if (mcutl_conv2d_s8_dsp(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 2784), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 11552), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_10_params, &dims_1x7x7x24, (mcutl_arena + 4704), &dims_96x1x1x24, convolution_10_weights, convolution_10_bias, &dims_1x7x7x96, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 13;
     }
     /* 13: conv2d 'convolution_11' depthwise 3x3/2: 1x7x7x96 -> 1x4x4x96 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_11_params, &dims_1x7x7x96, (mcutl_arena + 11552), &dims_1x3x3x96, convolution_11_weights, convolution_11_bias, &dims_1x4x4x96, (mcutl_arena + 16256), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_11_params, &dims_1x7x7x96, (mcutl_arena + 0), &dims_1x3x3x96, convolution_11_weights, convolution_11_bias, &dims_1x4x4x96, (mcutl_arena + 4704)) != MCUTL_KERNEL_OK) {
         return 14;
     }
     /* 14: conv2d 'convolution_12' pointwise 1x1/1: 1x4x4x96 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 16256), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 8976), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_12_params, &dims_1x4x4x96, (mcutl_arena + 4704), &dims_32x1x1x96, convolution_12_weights, convolution_12_bias, &dims_1x4x4x32, (mcutl_arena + 0), (mcutl_arena + 512)) != MCUTL_KERNEL_OK) {
         return 15;
     }
     /* 15: conv2d 'convolution_13' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 8976), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 6928), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_13_params, &dims_1x4x4x32, (mcutl_arena + 0), &dims_64x1x1x32, convolution_13_weights, convolution_13_bias, &dims_1x4x4x64, (mcutl_arena + 512)) != MCUTL_KERNEL_OK) {
         return 16;
     }
     /* 16: conv2d 'convolution_14' depthwise 3x3/1: 1x4x4x64 -> 1x4x4x64 */
-    if (mcutl_depthwise_conv2d_s8_dsp(&convolution_14_params, &dims_1x4x4x64, (mcutl_arena + 6928), &dims_1x3x3x64, convolution_14_weights, convolution_14_bias, &dims_1x4x4x64, (mcutl_arena + 7952), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_depthwise_conv2d_s8(&convolution_14_params, &dims_1x4x4x64, (mcutl_arena + 512), &dims_1x3x3x64, convolution_14_weights, convolution_14_bias, &dims_1x4x4x64, (mcutl_arena + 1536)) != MCUTL_KERNEL_OK) {
         return 17;
     }
     /* 17: conv2d 'convolution_15' pointwise 1x1/1: 1x4x4x64 -> 1x4x4x32 */
-    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 7952), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 1152), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8_dsp(&convolution_15_params, &dims_1x4x4x64, (mcutl_arena + 1536), &dims_32x1x1x64, convolution_15_weights, convolution_15_bias, &dims_1x4x4x32, (mcutl_arena + 512), (mcutl_arena + 2560)) != MCUTL_KERNEL_OK) {
         return 18;
     }
     /* 18: add 'add_2': 1x4x4x32, 1x4x4x32 -> 1x4x4x32 */
-    if (mcutl_add_s8_dsp(&add_2_params, (mcutl_arena + 8976), (mcutl_arena + 1152), (mcutl_arena + 2944), 512) != MCUTL_KERNEL_OK) {
+    if (mcutl_add_s8_dsp(&add_2_params, (mcutl_arena + 0), (mcutl_arena + 512), (mcutl_arena + 1088), 512) != MCUTL_KERNEL_OK) {
         return 19;
     }
     /* 19: conv2d 'convolution_16' pointwise 1x1/1: 1x4x4x32 -> 1x4x4x64 */
-    if (mcutl_conv2d_s8_dsp(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 2944), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 1920), (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_conv2d_s8(&convolution_16_params, &dims_1x4x4x32, (mcutl_arena + 1088), &dims_64x1x1x32, convolution_16_weights, convolution_16_bias, &dims_1x4x4x64, (mcutl_arena + 64)) != MCUTL_KERNEL_OK) {
         return 20;
     }
     /* 20: global_avgpool 'mean': 1x4x4x64 -> 1x1x1x64 */
-    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 1920), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
+    if (mcutl_global_avg_pool_s8(&dims_1x4x4x64, (mcutl_arena + 64), -128, 127, (mcutl_arena + 0)) != MCUTL_KERNEL_OK) {
         return 21;
     }
     /* 21: linear 'addmm': 1x64 -> 1x10 */
