@@ -226,7 +226,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # no option given: the defaults, or the largest size that fits (compile says so)
         spec = method.make_spec(values) if any(v is not None for v in values.values()) \
             else None
-        options = TrainOptions(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        lr = args.lr if args.lr is not None else method.lr
+        options = TrainOptions(optimizer=args.optimizer, lr=lr, momentum=args.momentum,
                                max_loss=args.max_loss, autosave=args.autosave)
         with console.status(f"compiling {args.model} with {method.name} for {args.target}"):
             c = compile_model(
@@ -643,7 +644,10 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     if method is not None and method in METHODS:
         add_method_options(c, METHODS[method])
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    c.add_argument("--lr", type=positive_float, default=0.03, help="learning rate (> 0)")
+    c.add_argument("--lr", type=positive_float,
+                   help="learning rate (> 0; default: the method's, from the examples' "
+                        "tables with `mcutl train`'s default recipe: 0.03 for last, 0.1 for "
+                        "the others)")
     c.add_argument("--momentum", type=fraction(), default=0.9, help="SGD momentum, 0 <= m < 1")
     c.add_argument("--autosave", type=int_at_least(0), default=100,
                    help="the device saves a checkpoint every this many updates (0: only "

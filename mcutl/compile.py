@@ -264,8 +264,8 @@ def compile_model(
         from mcutl.methods.common import classifier_head
         from mcutl.train.codegen import TrainOptions, generate_training
 
-        options = options or TrainOptions()
         m = get_method(method)
+        options = options or TrainOptions(lr=m.lr)
         if spec is None:  # the defaults, or the largest size of the method that fits
             spec, notes = fit_default(graph, method, target, num_classes, options, cut)
         tm = m.build(graph, num_classes, spec, cut)

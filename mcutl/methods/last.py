@@ -46,5 +46,8 @@ register(Method(
     spec=LastSpec,
     build=build_last,
     capability=5,
+    # a head on raw frozen features: 0.1 diverged on a random-weight ResNet-8
+    # (tests/test_defaults.py); 0.03 is within 4 points of 0.1 in the tables
+    lr=0.03,
     summary=_summary,
 ))

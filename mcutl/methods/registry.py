@@ -38,6 +38,10 @@ class Method:
     #: or a function of the quantised model and --cut giving them
     sizes: tuple[dict[str, Any], ...] | Callable[[Graph, str | None], list[dict[str, Any]]] = (
         {},)
+    #: the learning rate `compile` gives the build when none is asked for: with `mcutl
+    #: train`'s default recipe (mean of 8, cosine decay) the best or near it in the
+    #: examples' tables (examples/*/results.md) and stable on tests/test_defaults.py
+    lr: float = 0.1
 
     def sizes_for(self, graph: Graph, cut: str | None) -> list[dict[str, Any]]:
         return list(self.sizes(graph, cut) if callable(self.sizes) else self.sizes)

@@ -34,7 +34,7 @@ _env = jinja2.Environment(
 @dataclass
 class TrainOptions:
     optimizer: str = "sgd"  # "sgd" | "adam"
-    lr: float = 0.03
+    lr: float = 0.03  # compile without options takes the method's own (Method.lr)
     momentum: float = 0.9
     weight_decay: float = 0.0
     beta1: float = 0.9
