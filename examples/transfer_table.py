@@ -321,6 +321,10 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
                     help="number of seeds (default: the task's)")
     ap.add_argument("--out", type=Path, default=None,
                     help="where results.md/json/png go (default: beside the script)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="recompile every method and rewrite the SRAM and flash columns of "
+                         "the results.json in --out (after a compiler change that cannot "
+                         "change accuracy, e.g. the target's kernel set); no training")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run (CI): the smallest k, one seed, lr 0.1 only, 400 "
                          "samples per run, 100 test samples; not the tables' figures")
@@ -335,6 +339,8 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
     out = a.out or script.parent
     build = Path(__file__).resolve().parent.parent / "build" / script.parent.name
     t0 = time.perf_counter()
+    if a.memory_only:
+        return _refresh_memory(out, build, make_tasks, note)
     with determinism.pinned_torch():
         tasks = make_tasks()
         results = []
@@ -349,12 +355,33 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
             res = run_task(task, build / task.key, methods,
                            log=lambda s: print(s, flush=True), **extra)
             results.append(res)
+    _write(out, results, tasks, note)
+    print(f"wrote {out / 'results.md'}, results.json, results.png "
+          f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def _write(out: Path, results: list[Results], tasks: list[Task],
+           note: Callable[[Task], str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     md = "\n".join(markdown(r, note(t)) for r, t in zip(results, tasks, strict=True))
     (out / "results.md").write_text(md)
     plot(results, out / "results.png")
     print(md)
-    print(f"wrote {out / 'results.md'}, results.json, results.png "
-          f"({time.perf_counter() - t0:.0f} s)")
+
+
+def _refresh_memory(out: Path, build: Path, make_tasks: Callable[[], list[Task]],
+                    note: Callable[[Task], str]) -> int:
+    stored = json.loads((out / "results.json").read_text())
+    tasks = {t.key: t for t in make_tasks()}
+    results = [Results(**r) for r in stored]
+    for res in results:
+        task = tasks[res.task]
+        builds = compile_methods(task, build / task.key, list(res.builds),
+                                 log=lambda s: print(s, flush=True))
+        res.builds = {m: {k: str(v) if isinstance(v, Path) else v
+                          for k, v in asdict(b).items()} for m, b in builds.items()}
+    _write(out, results, [tasks[r.task] for r in results], note)
+    print(f"rewrote the memory columns of {out / 'results.md'}")
     return 0
