@@ -646,8 +646,8 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     c.add_argument("--lr", type=positive_float,
                    help="learning rate (> 0; default: the method's, from the examples' "
-                        "tables with `mcutl train`'s default recipe: 0.03 for last, 0.1 for "
-                        "the others)")
+                        "tables with `mcutl train`'s default recipe: 0.03 for last and bias, "
+                        "0.1 for the others)")
     c.add_argument("--momentum", type=fraction(), default=0.9, help="SGD momentum, 0 <= m < 1")
     c.add_argument("--autosave", type=int_at_least(0), default=100,
                    help="the device saves a checkpoint every this many updates (0: only "
