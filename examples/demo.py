@@ -5,7 +5,9 @@
 3. compile it with Rep-Net for stm32f405: frozen int8 backbone in flash, a small float
    side network and head trained on the device, one static arena (memory plan printed);
 4. on the device in QEMU: accuracy on scikit-learn's digits (other writers, other capture
-   chain) before learning, training on 5 labelled digits per class, accuracy after.
+   chain) before learning, training on 5 labelled digits per class with the recipe of
+   the examples' tables (`mcutl train`'s defaults: mini-batches of 8, a cosine decay of
+   Rep-Net's default learning rate, 1600 samples), accuracy after.
 
 Run with `make demo` (installs what is missing first) or `python examples/demo.py`
 (`--seed N` picks another few-shot split). The pre-training is bit-identical on every
@@ -31,12 +33,14 @@ from examples.determinism import state_dict_sha256  # noqa: E402
 from examples.pretrain import float_accuracy, pretrained_mbv2  # noqa: E402
 from mcutl.cli import main as mcutl_main  # noqa: E402
 from mcutl.compile import compile_training  # noqa: E402
+from mcutl.methods import get_method  # noqa: E402
 from mcutl.methods.repnet import connectors_of  # noqa: E402
 from mcutl.train.codegen import TrainOptions  # noqa: E402
 from mcutl.train.loop import plot_losses, train  # noqa: E402
+from mcutl.train.recipe import DEFAULT_BATCH, Recipe, default_epochs, over_run  # noqa: E402
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "demo"
-SHOTS, EPOCHS, N_TEST, LR = 5, 3, 300, 0.003
+SHOTS, N_TEST = 5, 300
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     info, tm, gen, _ = compile_training(
         model, "stm32f405", BUILD, num_classes=10, calib=xm[:200], input_shape=(1, 1, 28, 28),
-        options=TrainOptions(lr=LR, momentum=0.9), head_from_classifier=True,
+        options=TrainOptions(lr=get_method("repnet").lr, momentum=0.9),
+        head_from_classifier=True,
         source_name="TinyMBV2 pre-trained on MNIST-5k")
     plan = json.loads((BUILD / "plan.json").read_text())
     size = plan["firmware_size"]
@@ -81,15 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     shots, rest = few_shot_split(yd, SHOTS, seed=args.seed)
     test = rest[np.random.default_rng(1).permutation(len(rest))[:N_TEST]]
-    res = train(BUILD, xd[shots], yd[shots], epochs=EPOCHS, eval_x=xd[test], eval_y=yd[test],
-                qemu=True, progress=lambda k, n, loss: console.print(
-                    f"  step {k}/{n} loss {loss:.3f}", highlight=False) if k % 25 == 0 else None)
+    epochs = default_epochs(len(shots))
+    recipe = over_run(Recipe(lr=info.training["options"]["lr"], momentum=0.9),
+                      -(-epochs * len(shots) // DEFAULT_BATCH))
+    res = train(BUILD, xd[shots], yd[shots], epochs=epochs, batch=DEFAULT_BATCH,
+                eval_x=xd[test], eval_y=yd[test], qemu=True, recipe=recipe,
+                progress=lambda k, n, loss: console.print(
+                    f"  step {k}/{n} loss {loss:.3f}", highlight=False) if k % 200 == 0 else None)
     plot_losses(res, BUILD / "train.png", "digits on a (QEMU) STM32F405")
     assert res.acc_before is not None and res.acc_after is not None
     console.print(
         f"device accuracy on {N_TEST} held-out sklearn digits: before learning "
-        f"{100 * res.acc_before:.1f} %, after learning on {len(shots)} samples x {EPOCHS} "
-        f"epochs: {100 * res.acc_after:.1f} %  ({res.samples_per_s:.1f} samples/s over "
+        f"{100 * res.acc_before:.1f} %, after learning on {len(shots)} samples x {epochs} "
+        f"epochs (batch {DEFAULT_BATCH}, lr {recipe.lr:g} cosine): "
+        f"{100 * res.acc_after:.1f} %  ({res.samples_per_s:.1f} samples/s over "
         f"QEMU's serial link; loss curve {BUILD / 'train.png'})", highlight=False)
     return 0 if res.acc_after > res.acc_before else 1
 
