@@ -161,3 +161,27 @@ def test_cli_compiles_a_baseline_with_its_options(tmp_path: Path,
                  "--num-classes", "3", "--calib", str(tmp_path / "calib.npz"),
                  "--target", "stm32f405", "-o", str(tmp_path / "c")]) == 2
     assert "k must be >= 1" in capsys.readouterr().err
+
+
+class _PoolBeforeConnector(torch.nn.Module):
+    """conv -> max pool -> mean -> linear: a side module reads the pooled map and no
+    gradient flows back through the pool (an average pool's backward has nothing to do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 6, 5, stride=2, padding=2)
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.nn.functional.max_pool1d(self.conv(x), 3).mean(2))
+
+
+@pytest.mark.host
+def test_no_unused_dims_in_the_step(tmp_path: Path) -> None:
+    """A gradient nothing asks for declares no dims struct (an unused one failed the
+    -Werror build of this model's train.c); the step then verifies."""
+    calib = np.random.default_rng(0).standard_normal((16, 4, 21)).astype(np.float32)
+    compile_training(_PoolBeforeConnector().eval(), "host", tmp_path, num_classes=3,
+                     calib=calib, input_shape=(1, 4, 21), method="repnet")
+    rep = verify(tmp_path, steps=6, check_every=2)
+    assert rep.passed, rep.first_mismatch

@@ -108,6 +108,18 @@ def _indexed(calls: list[KernelCall], start: int,
     ]
 
 
+def _referenced(ctx: Any) -> list[Any]:
+    """The params structs some call, pointer array or other struct names (an op may declare
+    the dims of a gradient nothing asks for; unused, it would fail -Werror)."""
+    import re
+
+    text = " ".join([*(a for c in ctx.calls for a in c.args),
+                     *(e for p in ctx.ptr_arrays for e in p.exprs),
+                     *(v for st in ctx.structs for _, v in st.fields)])
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    return [st for st in ctx.structs if st.name in names]
+
+
 def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
                       options: TrainOptions, kernels: str | None = None) -> GeneratedTraining:
     """The training C of ``tm``, and in ``profile_files`` its profile variant (the same C,
@@ -135,7 +147,7 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "banner": banner,
         "method": tm.method,
         "consts": ctx.consts,
-        "structs": ctx.structs,
+        "structs": _referenced(ctx),
         "ptr_arrays": ctx.ptr_arrays,
         "forward_calls": _indexed(ctx.calls[: prog.forward_end], 0,
                                   {q.call: i for i, q in enumerate(ctx.probes)}),
