@@ -206,9 +206,11 @@ def test_rounding_ties_are_counted_not_fatal(trained) -> None:  # noqa: ANN001
     verify takes the device's int8 value there, counts the flip and still passes.
     Emulated by moving the reference's own rounding input by up to 0.005 quantisation
     steps (50x what float32 differences between machines do; most connector values are
-    saturated, far from a tie, so a smaller move may flip none in 20 steps)."""
+    saturated, far from a tie, so a smaller move may flip none in 20 steps). At 50x, up
+    to ~2 % of a tensor's values flip: the cap on flips per tensor (1 %, sized for real
+    drift) is raised to 5 % here; its own test is test_flips.py."""
     _, out, _, _, _ = trained
-    rep = verify(out, steps=20, check_every=5, rounding_jitter=0.005)
+    rep = verify(out, steps=20, check_every=5, rounding_jitter=0.005, max_flip_fraction=0.05)
     assert rep.passed, rep.first_mismatch
     assert rep.int8_flips > 0 and rep.int8_checked > 0
     assert rep.max_grad_rel_err <= 1e-4 and rep.max_loss_rel_err <= 1e-3
