@@ -113,15 +113,16 @@ def fits(total: int) -> dict[str, bool]:
     return {label: total <= size for label, size in sram_sizes().items()}
 
 
-def _schedule(*docs: dict[str, Any]) -> str:
-    """The schedule the inference plan says it used (plan.json, then report.json), or
-    layer-by-layer when the build does not say."""
-    for doc in docs:
-        for where in (doc, doc.get("plan") or {}):
-            value = where.get("schedule") if isinstance(where, dict) else None
-            if value:
-                return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return DEFAULT_SCHEDULE
+def _schedule(rep: dict[str, Any]) -> str:
+    """The schedule the build used (report.json's ``schedule``): layer by layer, or how
+    many segments run row-streamed and the MACs their halos recompute."""
+    sched = rep.get("schedule") or {}
+    segments = sched.get("segments") or []
+    if not segments:
+        return DEFAULT_SCHEDULE
+    extra = sum(int(s["extra_macs"]) for s in segments)
+    base = int(rep["total_macs"]) - extra
+    return f"row-streamed x{len(segments)} (+{100 * extra / max(1, base):.1f} % MAC)"
 
 
 def inference(model: nn.Module, calib: np.ndarray, case: ModelCase, folder: Path
@@ -150,7 +151,8 @@ def inference(model: nn.Module, calib: np.ndarray, case: ModelCase, folder: Path
     return {
         "planned_for": target,
         "budget_errors": not_fit,  # the targets tried first, with compile's message
-        "schedule": _schedule(plan, rep),
+        "schedule": _schedule(rep),
+        "schedule_detail": rep.get("schedule"),
         "arena_bytes": arena,
         "lower_bound_bytes": bound,
         "arena_over_bound": round(arena / max(1, bound), 4),

@@ -223,12 +223,15 @@ def compile_model(
     source_name: str = "",
     head_from_classifier: bool | None = False,
     kernels: str | None = None,
+    streaming: str = "auto",
 ) -> Compiled:
     """The whole pipeline. ``method`` None: inference of the backbone; else a registered
     training method (mcutl/methods/) with its ``spec`` (default options if None).
     ``head_from_classifier``: start the method's head from the model's own classifier
     (True: required; None: when it has ``num_classes`` outputs; False: a fresh head).
-    ``kernels``: the int8 kernel set (KERNEL_SETS; None: the target's `kernels`)."""
+    ``kernels``: the int8 kernel set (KERNEL_SETS; None: the target's `kernels`).
+    ``streaming``: which layers of the backbone's inference run band by band
+    (mcutl.codegen.backbone.STREAMING)."""
     from mcutl.codegen.backbone import generate_backbone
     from mcutl.fit import fit_default, verified_advice
     from mcutl.plan.budget import (
@@ -251,13 +254,15 @@ def compile_model(
     gen: GeneratedBackbone | GeneratedTraining
     if method is None:
         tfl = export_tflite(graph)
-        gen = generate_backbone(graph, tfl, target.name, kernels)
-        h = gen.model_hash
         static = RUNTIME_STATIC_BYTES
+        room = (target.memory.sram_bytes - static - target.memory.stack_bytes
+                if target.memory else None)
+        gen = generate_backbone(graph, tfl, target.name, kernels, streaming, room)
+        h = gen.model_hash
         budget = check_budget(target, gen.plan, static, what="the backbone's inference",
                               static_what="runtime")
         steps = len(graph.nodes) + 1
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"schedule": gen.schedule(graph)}
         forward_calls = steps
     else:
         from mcutl.methods import get_method
@@ -360,10 +365,11 @@ def compile_backbone(
     input_shape: tuple[int, ...] | None = None,
     source_name: str = "",
     kernels: str | None = None,
+    streaming: str = "auto",
 ) -> tuple[BuildInfo, GeneratedBackbone, dict[str, Firmware]]:
     """Inference of the frozen backbone (``compile_model`` without a method)."""
     c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
-                      source_name=source_name, kernels=kernels)
+                      source_name=source_name, kernels=kernels, streaming=streaming)
     return c.info, c.gen, c.firmware  # type: ignore[return-value]
 
 

@@ -52,6 +52,7 @@ def build_report(
         "arena_bytes": gen.plan.arena_size(),
         "arena_lower_bound_bytes": gen.plan.lower_bound(),
         "tflm_arena_bytes": tflm_arena_bytes(tflite_bytes, list(tin.shape)),
+        "schedule": gen.schedule(graph),
         "firmware_size": size,
         "layers": [asdict(layer) for layer in gen.layers],
         "plan": gen.plan.to_dict(),
@@ -82,6 +83,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
         f"| arena lower bound (most bytes live at once) | {rep['arena_lower_bound_bytes']:,} |",
         f"| TFLite Micro arena for the same model | {rep['tflm_arena_bytes'] or 'n/a'} |",
     ]
+    for seg in rep["schedule"].get("segments", []):
+        nodes = seg["nodes"]
+        lines.append(
+            f"| row-streamed: {nodes[0]} .. {nodes[-1]} ({len(nodes)} layers, "
+            f"{seg['bands']} bands of {seg['band_rows']} rows of {seg['output']}): MAC "
+            f"recomputed in the halos | {seg['extra_macs']:,} |")
     if rep["firmware_size"]:
         s = rep["firmware_size"]
         lines += [

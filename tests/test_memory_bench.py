@@ -60,7 +60,14 @@ def test_inference_rows(quick: tuple[dict[str, Any], Path, str]) -> None:
     for r in doc["models"]:
         i = r["inference"]
         assert i["planned_for"] == "stm32f405" and i["budget_errors"] == {}
-        assert i["schedule"] == memory.DEFAULT_SCHEDULE
+        # the schedule the build used, as its report says: layer by layer or row-streamed
+        segments = (i["schedule_detail"] or {}).get("segments", [])
+        if segments:
+            extra = sum(s["extra_macs"] for s in segments)
+            assert i["schedule"].startswith(f"row-streamed x{len(segments)} ")
+            assert extra <= 0.1 * (i["macs"] - extra)  # auto: at most 10 % recomputed
+        else:
+            assert i["schedule"] == memory.DEFAULT_SCHEDULE
         assert 0 < i["lower_bound_bytes"] <= i["arena_bytes"]
         assert i["arena_over_bound"] == round(i["arena_bytes"] / i["lower_bound_bytes"], 4)
         assert i["tflm_arena_bytes"] and i["arena_bytes"] <= i["tflm_arena_bytes"]
@@ -87,10 +94,12 @@ def test_training_rows(quick: tuple[dict[str, Any], Path, str]) -> None:
             _check_fits(t, doc["sram_sizes"])
 
 
-def test_schedule_comes_from_the_plan() -> None:
-    assert memory._schedule({}, {"plan": {}}) == "layer-by-layer"
-    assert memory._schedule({"schedule": "row-streamed"}, {}) == "row-streamed"
-    assert memory._schedule({}, {"plan": {"schedule": "patch"}}) == "patch"
+def test_schedule_comes_from_the_report() -> None:
+    assert memory._schedule({}) == "layer-by-layer"
+    assert memory._schedule({"schedule": {"kind": "layer-by-layer"}}) == "layer-by-layer"
+    rep = {"total_macs": 1100, "schedule": {"kind": "row-streamed", "segments": [
+        {"extra_macs": 60}, {"extra_macs": 40}]}}
+    assert memory._schedule(rep) == "row-streamed x2 (+10.0 % MAC)"
 
 
 def test_a_method_that_cannot_be_planned_is_reported(monkeypatch: pytest.MonkeyPatch,

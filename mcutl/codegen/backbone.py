@@ -7,19 +7,20 @@ memory plan; nothing here touches the disk or the compiler.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jinja2
 import numpy as np
 
 from mcutl import __version__
 from mcutl.codegen.context import CContext
-from mcutl.ir.graph import Graph
+from mcutl.ir.graph import Graph, Node
 from mcutl.ops.base import get_op
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
-from mcutl.plan.lifetimes import plan_activations
+from mcutl.plan.lifetimes import plan_activations, streamed_bound
+from mcutl.plan.streaming import Stream, choose_streams, conv_macs
 from mcutl.targets import load_target
 
 _env = jinja2.Environment(
@@ -51,34 +52,56 @@ class GeneratedBackbone:
     total_macs: int
     weight_table_bytes: int  # all flash tables
     raw_param_bytes: int  # int8 weights + int32 biases + (multiplier, shift) pairs
+    streams: tuple[Stream, ...] = ()  # segments run band by band (mcutl.plan.streaming)
+
+    def schedule(self, graph: Graph) -> dict[str, object]:
+        """plan.json's account of the schedule: layer by layer, or which segments stream."""
+        if not self.streams:
+            return {"kind": "layer-by-layer"}
+        return {"kind": "row-streamed", "segments": [s.describe(graph) for s in self.streams]}
 
 
 def model_hash(tflite_bytes: bytes) -> bytes:
     return hashlib.sha256(tflite_bytes).digest()
 
 
+#: how the backbone runs: "auto" streams what lowers the arena for at most
+#: AUTO_EXTRA_MACS more MACs, or as much as it takes when layer by layer does not fit the
+#: target; "max" streams whatever lowers the arena most; "off" runs layer by layer
+STREAMING = ("auto", "max", "off")
+AUTO_EXTRA_MACS = 0.10
+
+
 def generate_backbone(
-    graph: Graph, tflite_bytes: bytes, target_name: str, kernels: str | None = None
+    graph: Graph, tflite_bytes: bytes, target_name: str, kernels: str | None = None,
+    streaming: str = "auto", arena_budget: int | None = None,
 ) -> GeneratedBackbone:
     """The C of ``graph`` for ``target_name``, calling its kernel set (``kernels``
-    overrides the target's: a before/after comparison)."""
+    overrides the target's: a before/after comparison). ``streaming`` (STREAMING): which
+    segments run band by band (mcutl.plan.streaming); ``arena_budget``: the bytes the
+    arena may take on the target ("auto" streams without limit above it)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ValueError(
             f"the backbone must have one input and one output, it has {len(graph.inputs)} "
             f"and {len(graph.outputs)}"
         )
+    if streaming not in STREAMING:
+        raise ValueError(f"streaming {streaming!r}: expected one of {', '.join(STREAMING)}")
     kernels = kernels or load_target(target_name).kernels
-    portable = portable_where_scratch_raises_peak(
-        graph, kernels, lambda p: plan_activations(graph, kernels, p)[0].arena_size())
-    planner, root = plan_activations(graph, kernels, portable)
+    streams, portable, planner, root = _plan(graph, kernels, streaming, arena_budget)
     offsets = {t: planner.offset(r) for t, r in root.items()}
     offsets.update({b.name: b.offset for b in planner.buffers if b.name.endswith("#scratch")})
     ctx = CContext(act_offsets=offsets, kernels=kernels, portable_nodes=portable)
     layers: list[LayerReport] = []
-    for node in graph.nodes:
+    streamed: dict[str, tuple[int, int]] = {}  # node -> (MACs, flash bytes) over its bands
+    for i, node in enumerate(graph.nodes):
         op = get_op(node.op, node)
         n_consts, n_calls = len(ctx.consts), len(ctx.calls)
-        op.lower_c(node, graph, ctx)
+        seg = next((s for s in streams if s.contains(i)), None)
+        if seg is None:
+            op.lower_c(node, graph, ctx)
+        elif i == seg.first:
+            streamed.update(_lower_stream(seg, graph, ctx))
         acts = {t for t in [*node.inputs, *node.outputs] if t and not graph.tensors[t].is_const}
         layers.append(
             LayerReport(
@@ -86,8 +109,9 @@ def generate_backbone(
                 node=node.name,
                 op=node.op,
                 output_shape=graph.tensors[node.outputs[0]].shape,
-                macs=sum(c.macs for c in ctx.calls[n_calls:]),
-                flash_bytes=sum(a.nbytes for a in ctx.consts[n_consts:]),
+                macs=streamed[node.name][0] if seg else sum(c.macs for c in ctx.calls[n_calls:]),
+                flash_bytes=streamed[node.name][1] if seg else sum(
+                    a.nbytes for a in ctx.consts[n_consts:]),
                 activation_bytes=sum(graph.tensors[t].nbytes for t in acts),
             )
         )
@@ -140,7 +164,73 @@ def generate_backbone(
         total_macs=total_macs,
         weight_table_bytes=sum(a.nbytes for a in ctx.consts),
         raw_param_bytes=raw,
+        streams=streams,
     )
+
+
+def _plan(graph: Graph, kernels: str, streaming: str, arena_budget: int | None
+          ) -> tuple[tuple[Stream, ...], frozenset[str], ArenaPlanner, dict[str, str]]:
+    """The segments to stream (none unless they lower the arena), the layers that keep
+    the portable kernel, and the arena plan."""
+    def plan(streams: tuple[Stream, ...]
+             ) -> tuple[frozenset[str], ArenaPlanner, dict[str, str]]:
+        portable = portable_where_scratch_raises_peak(
+            graph, kernels,
+            lambda p: plan_activations(graph, kernels, p, streams)[0].arena_size())
+        return (portable, *plan_activations(graph, kernels, portable, streams))
+
+    portable, planner, root = plan(())
+    if streaming == "off":
+        return (), portable, planner, root
+    fits = arena_budget is None or planner.arena_size() <= arena_budget
+    limit = int(AUTO_EXTRA_MACS * conv_macs(graph)) if streaming == "auto" and fits else None
+    # the fast kernels never raise the peak (their scratch yields), so the portable one counts
+    streams = choose_streams(graph, lambda ss: streamed_bound(graph, "portable", ss), limit)
+    if not streams:
+        return (), portable, planner, root
+    s_portable, s_planner, s_root = plan(streams)
+    if s_planner.arena_size() >= planner.arena_size():
+        return (), portable, planner, root
+    return streams, s_portable, s_planner, s_root
+
+
+def _lower_stream(seg: Stream, graph: Graph, ctx: CContext) -> dict[str, tuple[int, int]]:
+    """The calls of a streamed segment, band after band: each node's own lowering on a
+    band-sized view of its maps (a pointer at the band's first row, the band's height,
+    the band's padding; the flash tables are shared by every band). Returns each node's
+    (MACs, flash bytes) over all bands."""
+    nodes = graph.nodes[seg.first:seg.last + 1]
+    macs = {n.name: 0 for n in nodes}
+    flash = {n.name: 0 for n in nodes}
+    tensors = dict(graph.tensors)
+    for k, band in enumerate(seg.bands):
+        def view(t: str, rows: tuple[int, int], k: int = k, band: object = band) -> str:
+            """A band-sized tensor over rows ``rows`` of ``t`` (whole, or its band buffer
+            holding ``band.rows[t]``)."""
+            name = f"{t}@{k}:{rows[0]}-{rows[1]}"
+            if name not in tensors:
+                src = graph.tensors[t]
+                at = seg.bands[k].rows[t][0] if t in seg.inner else 0
+                tensors[name] = replace(src, name=name,
+                                        shape=(src.shape[0], rows[1] - rows[0], *src.shape[2:]))
+                ctx.act_offsets[name] = (ctx.act_offsets[t]
+                                         + (rows[0] - at) * src.shape[2] * src.shape[3])
+            return name
+
+        for n in nodes:
+            ins = [view(t, band.reads[(n.name, t)]) if (n.name, t) in band.reads else t
+                   for t in n.inputs]
+            out = n.outputs[0]
+            rows = band.rows[out]
+            bn = Node(n.name, n.op, ins, [view(out, rows)], band.attrs[n.name])
+            first_call, first_const = len(ctx.calls), len(ctx.consts)
+            get_op(n.op, bn).lower_c(bn, Graph(tensors, [bn], [], []), ctx)
+            flash[n.name] += sum(a.nbytes for a in ctx.consts[first_const:])
+            for c in ctx.calls[first_call:]:
+                c.comment = (f"band {k + 1}/{len(seg.bands)} (rows {band.out_rows[0]}-"
+                             f"{band.out_rows[1] - 1} of {seg.output}): {c.comment}")
+                macs[n.name] += c.macs
+    return {n: (macs[n], flash[n]) for n in macs}
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -41,6 +41,13 @@ class Add(OpDef):
         assert a is not None and b is not None
         return [apply_act(a + b, node.attrs.get("act", "none"))]
 
+    def band_rows(self, node: Node, graph: Graph, rows: tuple[int, int]
+                  ) -> tuple[list[tuple[int, int] | None], dict[str, Any]] | None:
+        """Elementwise: output rows [a, b) read the same rows of both operands."""
+        if len(graph.tensors[node.outputs[0]].shape) != 4:
+            return None
+        return [rows, rows], dict(node.attrs)
+
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         ctx.op("ADD", [ctx.tensor(i) for i in node.inputs], [ctx.tensor(node.outputs[0])],
                fused_activation=node.attrs.get("act", "none").upper())

@@ -174,6 +174,14 @@ class OpDef:
         kernel's get_buffer_size must agree); 0: none."""
         return 0
 
+    def band_rows(self, node: Node, graph: Graph, rows: tuple[int, int]
+                  ) -> tuple[list[tuple[int, int] | None], dict[str, Any]] | None:
+        """Row streaming (mcutl.plan.streaming): to compute output rows ``[a, b)`` alone,
+        the rows of each input it reads (None for a constant) and the node's attrs for
+        that band (its padding where the band meets an edge of the map). None: the op
+        cannot run on a band of rows, which ends a streamed segment."""
+        return None
+
     # ---- export --------------------------------------------------------
     def lower_tflite(self, node: Node, ctx: LoweringContext) -> None:
         raise self.unsupported(node, "has no TFLite lowering")

@@ -145,6 +145,18 @@ class Conv2d(OpDef):
         node.attrs["pad"] = (t, left, trim_after(unpadded[1], kh, sh, t, b),
                              trim_after(unpadded[2], kw, sw, left, r))
 
+    def band_rows(self, node: Node, graph: Graph, rows: tuple[int, int]
+                  ) -> tuple[list[tuple[int, int] | None], dict[str, Any]] | None:
+        """Output row o reads input rows o*sh - top + [0, kh): a band's window clipped to
+        the map, and the clipped part becomes the band's own top/bottom padding."""
+        sh, _ = attr_pair(node, "stride")
+        top, left, _, right = attr_pad(node)
+        kh = graph.tensors[node.inputs[1]].shape[1]
+        h = graph.tensors[node.inputs[0]].shape[1]
+        lo, hi = rows[0] * sh - top, (rows[1] - 1) * sh - top + kh
+        a, b = max(0, lo), min(h, hi)
+        return [(a, b), None, None], {**node.attrs, "pad": (a - lo, left, hi - b, right)}
+
     def scratch_bytes(self, node: Node, graph: Graph, kernels: str = "portable") -> int:
         """The portable kernels need none; the DSP ones their im2col columns (the C
         kernels' get_buffer_size partners compute the same)."""

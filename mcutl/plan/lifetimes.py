@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from mcutl.ir.graph import Graph
 from mcutl.ops.base import get_op
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.streaming import Stream
 
 
 class UsedBuffer(Protocol):
@@ -21,8 +22,8 @@ class UsedBuffer(Protocol):
 
 
 def plan_activations(graph: Graph, kernels: str = "portable",
-                     portable: frozenset[str] = frozenset()
-                     ) -> tuple[ArenaPlanner, dict[str, str]]:
+                     portable: frozenset[str] = frozenset(), streams: Sequence[Stream] = (),
+                     place: bool = True) -> tuple[ArenaPlanner, dict[str, str]]:
     """Lifetimes of every activation in node order; alias ops share their input's buffer;
     the scratch a node's kernel needs (``kernels``: the target's kernel set; the nodes in
     ``portable`` run the portable one) lives while the node runs, under
@@ -30,39 +31,61 @@ def plan_activations(graph: Graph, kernels: str = "portable",
 
     Step 0 is "before the first node" (the input is written), node i runs at step i+1,
     and the graph outputs stay live one step after the last node (they are read out).
+
+    ``streams``: segments that run band by band (mcutl.plan.streaming). Their steps are
+    one band's calls (every band repeats them on the same buffers): a map made and read
+    inside gets its band buffer, a whole map read inside stays live to the segment's
+    end, and the segment's output from its start (the bands fill it one after another).
+    ``place`` False: lifetimes only (``lower_bound()`` is valid, no offsets).
     """
     from mcutl.codegen.context import scratch_key
 
+    in_stream = {i: s for s in streams for i in range(s.first, s.last + 1)}
+    band_bytes = {t: n for s in streams for t, n in s.inner.items()}
     root: dict[str, str] = {t: t for t in graph.inputs}
     first: dict[str, int] = {t: 0 for t in graph.inputs}
     last: dict[str, int] = {t: 0 for t in graph.inputs}
     for i, node in enumerate(graph.nodes, start=1):
         op = get_op(node.op, node)
+        seg = in_stream.get(i - 1)
         for t in node.inputs:
             if t and not graph.tensors[t].is_const:
-                last[root[t]] = max(last[root[t]], i)
+                read = i if seg is None or t in seg.inner else seg.last + 1
+                last[root[t]] = max(last[root[t]], read)
         for o in node.outputs:
             if getattr(op, "c_alias", False):
                 root[o] = root[node.inputs[0]]
                 last[root[o]] = max(last[root[o]], i)
             else:
                 root[o] = o
-                first[o] = last[o] = i
+                first[o] = last[o] = seg.first + 1 if seg and o == seg.output else i
     end = len(graph.nodes) + 1
     for t in graph.outputs:
         last[root[t]] = end
     planner = ArenaPlanner(alignment=16)
     for t, r in root.items():
         if t == r:
-            planner.add_buffer(t, graph.tensors[t].nbytes, first[t], last[t])
+            planner.add_buffer(t, band_bytes.get(t, graph.tensors[t].nbytes), first[t],
+                               last[t])
     for i, node in enumerate(graph.nodes, start=1):
         nbytes = get_op(node.op, node).scratch_bytes(
             node, graph, "portable" if node.name in portable else kernels)
         if nbytes:
             planner.add_buffer(scratch_key(node.name), nbytes, i, i)
-    planner.plan()
-    planner.check_no_overlap()
+    if place:
+        planner.plan()
+        planner.check_no_overlap()
     return planner, root
+
+
+def streamed_bound(graph: Graph, kernels: str, streams: Sequence[Stream]) -> tuple[int, int]:
+    """(the arena's lower bound, the step where the most bytes are live) with ``streams``:
+    what ``choose_streams`` minimises."""
+    planner, _ = plan_activations(graph, kernels, streams=streams, place=False)
+    steps = list(planner.steps())
+    live = [planner.live_bytes(s) for s in steps]
+    at = max(range(len(live)), key=lambda k: (live[k], -k))
+    return live[at], steps[at]
 
 
 def plan_buffers(buffers: Mapping[str, UsedBuffer], calls: int,
