@@ -659,8 +659,8 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--streaming", choices=["auto", "max", "off"], default="auto",
                    help="inference: run early high-resolution layers band by band of rows "
                         "so their maps are never whole in SRAM (auto: where it lowers the "
-                        "arena for at most 10%% more MACs, or as far as it takes when layer "
-                        "by layer does not fit the target; max: the smallest arena whatever "
+                        "arena for at most 10%% more MACs, or the least recomputation that "
+                        "fits when layer by layer does not fit the target; max: the smallest arena whatever "
                         "it recomputes; off: layer by layer)")
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
     c.set_defaults(func=cmd_compile)

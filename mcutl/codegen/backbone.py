@@ -66,8 +66,9 @@ def model_hash(tflite_bytes: bytes) -> bytes:
 
 
 #: how the backbone runs: "auto" streams what lowers the arena for at most
-#: AUTO_EXTRA_MACS more MACs, or as much as it takes when layer by layer does not fit the
-#: target; "max" streams whatever lowers the arena most; "off" runs layer by layer
+#: AUTO_EXTRA_MACS more MACs (or, when layer by layer does not fit the target, the least
+#: recomputation that fits); "max" streams whatever lowers the arena most; "off" runs
+#: layer by layer
 STREAMING = ("auto", "max", "off")
 AUTO_EXTRA_MACS = 0.10
 
@@ -182,16 +183,28 @@ def _plan(graph: Graph, kernels: str, streaming: str, arena_budget: int | None
     portable, planner, root = plan(())
     if streaming == "off":
         return (), portable, planner, root
+    # "auto": at most AUTO_EXTRA_MACS recomputed; if layer by layer does not fit, the
+    # cheapest of 1, 2, 4, 8 x that which fits, else the smallest arena; "max": smallest
     fits = arena_budget is None or planner.arena_size() <= arena_budget
-    limit = int(AUTO_EXTRA_MACS * conv_macs(graph)) if streaming == "auto" and fits else None
-    # the fast kernels never raise the peak (their scratch yields), so the portable one counts
-    streams = choose_streams(graph, lambda ss: streamed_bound(graph, "portable", ss), limit)
-    if not streams:
-        return (), portable, planner, root
-    s_portable, s_planner, s_root = plan(streams)
-    if s_planner.arena_size() >= planner.arena_size():
-        return (), portable, planner, root
-    return streams, s_portable, s_planner, s_root
+    macs = conv_macs(graph)
+    limits: list[int | None] = [None]
+    if streaming == "auto":
+        limits = [int(AUTO_EXTRA_MACS * macs)] + ([] if fits else [
+            int(f * AUTO_EXTRA_MACS * macs) for f in (2, 4, 8)] + [None])
+    best: tuple[tuple[Stream, ...], frozenset[str], ArenaPlanner, dict[str, str]] = (
+        (), portable, planner, root)
+    for limit in limits:
+        # the fast kernels never raise the peak (their scratch yields): the portable counts
+        streams = choose_streams(graph, lambda ss: streamed_bound(graph, "portable", ss),
+                                 limit)
+        if not streams:
+            continue
+        s_portable, s_planner, s_root = plan(streams)
+        if s_planner.arena_size() < best[2].arena_size():
+            best = (streams, s_portable, s_planner, s_root)
+        if arena_budget is None or best[2].arena_size() <= arena_budget:
+            break
+    return best
 
 
 def _lower_stream(seg: Stream, graph: Graph, ctx: CContext) -> dict[str, tuple[int, int]]:
