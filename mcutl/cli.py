@@ -234,7 +234,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             c = compile_model(
                 args.model, args.target, out, num_classes=args.num_classes, calib=calib,
                 input_shape=shape, spec=spec, method=method.name, cut=args.cut,
-                options=options, source_name=str(args.model),
+                options=options, source_name=str(args.model), streaming=args.streaming,
                 head_from_classifier={"auto": None, "classifier": True, "new": False}[args.head])
         info, tm = c.info, c.tm
         assert tm is not None
@@ -658,10 +658,11 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
                         "no gradient; the device counts it (default: 100)")
     c.add_argument("--streaming", choices=["auto", "max", "off"], default="auto",
                    help="inference: run early high-resolution layers band by band of rows "
-                        "so their maps are never whole in SRAM (auto: where it lowers the "
+                        "so their maps are never whole in SRAM (training: the frozen part "
+                        "before the first connector; auto: where it lowers the "
                         "arena for at most 10%% more MACs, or the least recomputation that "
-                        "fits when layer by layer does not fit the target; max: the smallest arena whatever "
-                        "it recomputes; off: layer by layer)")
+                        "fits when layer by layer does not fit the target; max: the "
+                        "smallest arena whatever it recomputes; off: layer by layer)")
     c.add_argument("-o", "--output", default="build", help="build folder (default: build/)")
     c.set_defaults(func=cmd_compile)
 

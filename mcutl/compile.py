@@ -230,8 +230,8 @@ def compile_model(
     ``head_from_classifier``: start the method's head from the model's own classifier
     (True: required; None: when it has ``num_classes`` outputs; False: a fresh head).
     ``kernels``: the int8 kernel set (KERNEL_SETS; None: the target's `kernels`).
-    ``streaming``: which layers of the backbone's inference run band by band
-    (mcutl.codegen.backbone.STREAMING)."""
+    ``streaming``: which layers of the backbone's forward (inference, or the frozen part
+    of a training step) run band by band (mcutl.codegen.backbone.STREAMING)."""
     from mcutl.codegen.backbone import generate_backbone
     from mcutl.fit import fit_default, verified_advice
     from mcutl.plan.budget import (
@@ -288,7 +288,7 @@ def compile_model(
                                  "classifier (--head new: a fresh one)")
         tfl = export_tflite(tm.backbone)
         h = model_hash(tfl, tm, options)
-        gen = generate_training(tm, h, target.name, options, kernels)
+        gen = generate_training(tm, h, target.name, options, kernels, streaming)
         static = training_static_bytes(gen.param_count, gen.opt_state_count)
         what = dict(what="the training step",
                     static_what="parameters/gradients/optimizer state and runtime")
@@ -310,6 +310,7 @@ def compile_model(
             "params": [{"name": n, "offset": o, "count": c} for n, o, c in gen.param_layout],
             "probes": [{"name": q.name, "bytes": q.nbytes} for q in gen.program.ctx.probes],
             "optimizer": asdict(gen.options),
+            "schedule": gen.schedule(tm.backbone),
         }
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.tflite").write_bytes(tfl)
@@ -388,11 +389,13 @@ def compile_training(
     source_name: str = "",
     head_from_classifier: bool | None = False,
     kernels: str | None = None,
+    streaming: str = "auto",
 ) -> tuple[BuildInfo, TrainableModel, GeneratedTraining, dict[str, Firmware]]:
     """A firmware that trains with ``method`` (``compile_model`` with a method)."""
     c = compile_model(model, target_name, out, calib=calib, input_shape=input_shape,
                       method=method, num_classes=num_classes, spec=spec, cut=cut,
                       options=options, source_name=source_name,
-                      head_from_classifier=head_from_classifier, kernels=kernels)
+                      head_from_classifier=head_from_classifier, kernels=kernels,
+                      streaming=streaming)
     assert c.tm is not None
     return c.info, c.tm, c.gen, c.firmware  # type: ignore[return-value]

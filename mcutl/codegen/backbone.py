@@ -19,7 +19,7 @@ from mcutl.ops.base import get_op
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
-from mcutl.plan.lifetimes import plan_activations, streamed_bound
+from mcutl.plan.lifetimes import plan_activations, streamed_bound, streamed_profile
 from mcutl.plan.streaming import Stream, choose_streams, conv_macs
 from mcutl.targets import load_target
 
@@ -102,7 +102,7 @@ def generate_backbone(
         if seg is None:
             op.lower_c(node, graph, ctx)
         elif i == seg.first:
-            streamed.update(_lower_stream(seg, graph, ctx))
+            streamed.update(lower_stream(seg, graph, ctx))
         acts = {t for t in [*node.inputs, *node.outputs] if t and not graph.tensors[t].is_const}
         layers.append(
             LayerReport(
@@ -196,7 +196,7 @@ def _plan(graph: Graph, kernels: str, streaming: str, arena_budget: int | None
     for limit in limits:
         # the fast kernels never raise the peak (their scratch yields): the portable counts
         streams = choose_streams(graph, lambda ss: streamed_bound(graph, "portable", ss),
-                                 limit)
+                                 limit, profile=lambda ss: streamed_profile(graph, "portable", ss))
         if not streams:
             continue
         s_portable, s_planner, s_root = plan(streams)
@@ -207,7 +207,7 @@ def _plan(graph: Graph, kernels: str, streaming: str, arena_budget: int | None
     return best
 
 
-def _lower_stream(seg: Stream, graph: Graph, ctx: CContext) -> dict[str, tuple[int, int]]:
+def lower_stream(seg: Stream, graph: Graph, ctx: CContext) -> dict[str, tuple[int, int]]:
     """The calls of a streamed segment, band after band: each node's own lowering on a
     band-sized view of its maps (a pointer at the band's first row, the band's height,
     the band's padding; the flash tables are shared by every band). Returns each node's
@@ -223,11 +223,13 @@ def _lower_stream(seg: Stream, graph: Graph, ctx: CContext) -> dict[str, tuple[i
             name = f"{t}@{k}:{rows[0]}-{rows[1]}"
             if name not in tensors:
                 src = graph.tensors[t]
-                at = seg.bands[k].rows[t][0] if t in seg.inner else 0
+                at, base = 0, t
+                if t in seg.inner:
+                    at = seg.bands[k].rows[t][0]
+                    base = ctx.band_buffer(t, k, seg.inner[t])
                 tensors[name] = replace(src, name=name,
                                         shape=(src.shape[0], rows[1] - rows[0], *src.shape[2:]))
-                ctx.act_offsets[name] = (ctx.act_offsets[t]
-                                         + (rows[0] - at) * src.shape[2] * src.shape[3])
+                ctx.view(name, base, (rows[0] - at) * src.shape[2] * src.shape[3])
             return name
 
         for n in nodes:

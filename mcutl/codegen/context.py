@@ -115,6 +115,16 @@ class CContext:
         """C expression for the int8 pointer to an activation in the arena."""
         return f"(mcutl_arena + {self.act_offsets[tensor]})"
 
+    def band_buffer(self, tensor: str, band: int, nbytes: int) -> str:
+        """The buffer that holds band ``band``'s rows of ``tensor`` inside a streamed
+        segment: here the tensor's own (planned at its band size, shared by every band)."""
+        return tensor
+
+    def view(self, name: str, base: str, offset: int) -> None:
+        """``name`` is the int8 activation ``offset`` bytes into ``base``'s buffer (a band
+        of rows of a map: mcutl.plan.streaming)."""
+        self.act_offsets[name] = self.act_offsets[base] + offset
+
     def scratch(self, node: str, nbytes: int) -> str:
         """C expression for a kernel's scratch buffer (``nbytes``, planned in the arena
         for the duration of ``node``'s call: ``scratch_key(node)``)."""

@@ -31,16 +31,34 @@ def cut_classifier(graph: Graph, cut: str | None = None) -> Graph:
     reshapes); it is removed and its input becomes the output. ``cut`` (a node name: its
     output; or a tensor name) says where the feature extractor ends instead; every node
     after it is dropped. A feature tensor that is not 2-D is flattened by a reshape (a
-    view; cut after a pooling op if you want pooled features).
+    view; cut after a pooling op if you want pooled features). ``NAME:pool`` cuts at
+    NAME and averages its map over H and W (an int8 global average pool, the input's
+    quantisation, as every pool keeps it): a head on C pooled features instead of
+    H x W x C flattened ones, e.g. before a wide last layer that costs more memory to
+    train through than it is worth.
     """
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise MethodError(f"training needs a single-input, single-output backbone; this one "
                           f"has inputs {graph.inputs} and outputs {graph.outputs}")
     g = graph.copy()
+    pool = cut is not None and cut.endswith(":pool")
+    if pool:
+        assert cut is not None
+        cut = cut[: -len(":pool")]
     feat = _resolve_cut(g, cut) if cut is not None else _auto_features(g)
     g.outputs = [feat]
     g.prune()
     t = g.tensors[feat]
+    if pool:
+        if len(t.shape) != 4:
+            raise MethodError(f"--cut {cut}:pool: {feat} has shape {t.shape}, not a map "
+                              "(1, H, W, C) to pool; drop ':pool'")
+        pooled = g.add_tensor(Tensor(g.unique_name(f"{feat}_pool"), (1, 1, 1, t.shape[3]),
+                                     t.dtype, None, t.quant))
+        g.nodes.append(Node(g.unique_name("features_pool"), "global_avgpool", [feat],
+                            [pooled.name], {}))
+        g.outputs = [pooled.name]
+        feat, t = pooled.name, pooled
     if len(t.shape) != 2 or t.shape[0] != 1:
         flat = g.add_tensor(Tensor(g.unique_name(f"{feat}_flat"), (1, t.size), t.dtype,
                                    None, t.quant))

@@ -23,7 +23,8 @@ class UsedBuffer(Protocol):
 
 def plan_activations(graph: Graph, kernels: str = "portable",
                      portable: frozenset[str] = frozenset(), streams: Sequence[Stream] = (),
-                     place: bool = True) -> tuple[ArenaPlanner, dict[str, str]]:
+                     place: bool = True, whole: Sequence[str] = ()
+                     ) -> tuple[ArenaPlanner, dict[str, str]]:
     """Lifetimes of every activation in node order; alias ops share their input's buffer;
     the scratch a node's kernel needs (``kernels``: the target's kernel set; the nodes in
     ``portable`` run the portable one) lives while the node runs, under
@@ -37,6 +38,7 @@ def plan_activations(graph: Graph, kernels: str = "portable",
     inside gets its band buffer, a whole map read inside stays live to the segment's
     end, and the segment's output from its start (the bands fill it one after another).
     ``place`` False: lifetimes only (``lower_bound()`` is valid, no offsets).
+    ``whole``: tensors live from the start to the end (a training step's input).
     """
     from mcutl.codegen.context import scratch_key
 
@@ -62,6 +64,8 @@ def plan_activations(graph: Graph, kernels: str = "portable",
     end = len(graph.nodes) + 1
     for t in graph.outputs:
         last[root[t]] = end
+    for t in whole:
+        first[root[t]], last[root[t]] = 0, end
     planner = ArenaPlanner(alignment=16)
     for t, r in root.items():
         if t == r:
@@ -78,14 +82,23 @@ def plan_activations(graph: Graph, kernels: str = "portable",
     return planner, root
 
 
-def streamed_bound(graph: Graph, kernels: str, streams: Sequence[Stream]) -> tuple[int, int]:
+def streamed_bound(graph: Graph, kernels: str, streams: Sequence[Stream],
+                   whole: Sequence[str] = ()) -> tuple[int, int]:
     """(the arena's lower bound, the step where the most bytes are live) with ``streams``:
-    what ``choose_streams`` minimises."""
-    planner, _ = plan_activations(graph, kernels, streams=streams, place=False)
+    what ``choose_streams`` minimises (``whole``: see ``plan_activations``)."""
+    planner, _ = plan_activations(graph, kernels, streams=streams, place=False, whole=whole)
     steps = list(planner.steps())
     live = [planner.live_bytes(s) for s in steps]
     at = max(range(len(live)), key=lambda k: (live[k], -k))
     return live[at], steps[at]
+
+
+def streamed_profile(graph: Graph, kernels: str, streams: Sequence[Stream],
+                     whole: Sequence[str] = (), top: int = 4) -> tuple[int, ...]:
+    """The ``top`` highest per-step live byte counts with ``streams``, highest first (two
+    stages tied at the peak are lowered one after the other: the second-highest counts)."""
+    planner, _ = plan_activations(graph, kernels, streams=streams, place=False, whole=whole)
+    return tuple(sorted((planner.live_bytes(s) for s in planner.steps()), reverse=True)[:top])
 
 
 def plan_buffers(buffers: Mapping[str, UsedBuffer], calls: int,

@@ -170,17 +170,26 @@ def _extra(streams: tuple[Stream, ...] | list[Stream]) -> int:
 
 
 def choose_streams(graph: Graph, peak: Callable[[tuple[Stream, ...]], tuple[int, int]],
-                   max_extra_macs: int | None = None, reach: int = 12
+                   max_extra_macs: int | None = None, reach: int = 12,
+                   allowed: Callable[[int, int], bool] | None = None,
+                   profile: Callable[[tuple[Stream, ...]], tuple[int, ...]] | None = None
                    ) -> tuple[Stream, ...]:
     """Streamed segments that lower the arena: ``peak(streams)`` gives (the arena's lower
     bound, the step where it peaks) for a set of segments. Around the peak step, every
     valid segment of up to ``reach`` nodes before and after it and every band height is
-    tried; the lowest bound wins (ties: the fewest extra MACs), among the choices that
+    tried; the lowest profile wins (ties: the fewest extra MACs), among the choices that
     recompute at most ``max_extra_macs`` in all (None: no limit). Repeated while the peak
     moves to a node no segment covers and streaming it lowers the bound again; then a
     segment is cut in two where that lowers the bound, and each is made as cheap as the
-    bound allows (shorter, taller bands)."""
+    bound allows (shorter, taller bands). ``allowed(first, last)``: a further condition
+    on segments (a training step streams only its frozen part). ``profile(streams)``: the
+    highest live byte counts, highest first, to lower stages tied at the peak one by one
+    (default: the bound alone)."""
+    prof = profile or (lambda ss: (peak(ss)[0],))
     limit = max_extra_macs
+
+    def ok(first: int, last: int) -> bool:
+        return segment_ok(graph, first, last) and (allowed is None or allowed(first, last))
 
     def affordable(streams: tuple[Stream, ...] | list[Stream]) -> bool:
         return limit is None or _extra(streams) <= limit
@@ -190,16 +199,18 @@ def choose_streams(graph: Graph, peak: Callable[[tuple[Stream, ...]], tuple[int,
     while True:
         node = at - 1  # step i runs node i - 1
         if node < 0 or node >= len(graph.nodes) or any(s.contains(node) for s in chosen):
-            chosen, best = _split(graph, chosen, peak, best, affordable)
-            return _relax(graph, chosen, peak, best)
-        found: tuple[int, int, tuple[Stream, ...]] | None = None
+            chosen, best = _split(graph, chosen, peak, best, affordable, ok)
+            chosen, best = _tighten(graph, chosen, prof, affordable)
+            return _relax(graph, chosen, peak, best, ok)
+        current = prof(chosen)
+        found: tuple[tuple[int, ...], int, tuple[Stream, ...]] | None = None
         for first in range(max(0, node - reach), node + 1):
             if any(s.contains(first) for s in chosen):
                 continue
             for last in range(node, min(len(graph.nodes), node + reach + 1)):
                 if any(s.first <= last and first <= s.last for s in chosen):
                     break
-                if not segment_ok(graph, first, last):
+                if not ok(first, last):
                     continue
                 height = int(graph.tensors[graph.nodes[last].outputs[0]].shape[1])
                 for r in band_heights(height):
@@ -207,20 +218,21 @@ def choose_streams(graph: Graph, peak: Callable[[tuple[Stream, ...]], tuple[int,
                     trial = tuple(sorted((*chosen, s), key=lambda x: x.first))
                     if not affordable(trial):
                         continue
-                    bound, _ = peak(trial)
-                    key = (bound, s.extra_macs)
-                    if bound < best and (found is None or key < found[:2]):
-                        found = (bound, s.extra_macs, trial)
+                    p = prof(trial)
+                    if p < current and (found is None or (p, s.extra_macs) < found[:2]):
+                        found = (p, s.extra_macs, trial)
         if found is None:
-            chosen, best = _split(graph, chosen, peak, best, affordable)
-            return _relax(graph, chosen, peak, best)
+            chosen, best = _split(graph, chosen, peak, best, affordable, ok)
+            chosen, best = _tighten(graph, chosen, prof, affordable)
+            return _relax(graph, chosen, peak, best, ok)
         chosen = found[2]
         best, at = peak(chosen)
 
 
 def _split(graph: Graph, chosen: tuple[Stream, ...],
            peak: Callable[[tuple[Stream, ...]], tuple[int, int]], bound: int,
-           affordable: Callable[[list[Stream]], bool]) -> tuple[tuple[Stream, ...], int]:
+           affordable: Callable[[list[Stream]], bool], ok: Callable[[int, int], bool]
+           ) -> tuple[tuple[Stream, ...], int]:
     """Each segment cut in two where that lowers the bound (the greedy choice of one
     long segment can carry a deep halo: a later block's receptive field multiplies the
     rows an early map needs per band)."""
@@ -228,7 +240,7 @@ def _split(graph: Graph, chosen: tuple[Stream, ...],
     for k, seg in enumerate(chosen):
         best: tuple[int, int, list[Stream]] | None = None
         for cut in range(seg.first, seg.last):
-            if not (segment_ok(graph, seg.first, cut) and segment_ok(graph, cut + 1, seg.last)):
+            if not (ok(seg.first, cut) and ok(cut + 1, seg.last)):
                 continue
             h1 = int(graph.tensors[graph.nodes[cut].outputs[0]].shape[1])
             h2 = int(graph.tensors[seg.output].shape[1])
@@ -249,9 +261,36 @@ def _split(graph: Graph, chosen: tuple[Stream, ...],
     return tuple(out), bound
 
 
+def _tighten(graph: Graph, chosen: tuple[Stream, ...],
+             profile: Callable[[tuple[Stream, ...]], tuple[int, ...]],
+             affordable: Callable[[list[Stream]], bool]) -> tuple[tuple[Stream, ...], int]:
+    """Each segment's band height chosen again with the others fixed, until none changes
+    (a segment picked while another part of the model set the peak kept the cheapest
+    height then; once that part is streamed, a lower one may lower the bound). Heights
+    compare by the live-bytes profile, so two stages tied at the peak go down in turn."""
+    out = list(chosen)
+    best = profile(tuple(out))
+    changed = True
+    while changed:
+        changed = False
+        for k, seg in enumerate(out):
+            height = int(graph.tensors[seg.output].shape[1])
+            for r in band_heights(height):
+                if r == seg.band_rows:
+                    continue
+                s = make_stream(graph, seg.first, seg.last, r)
+                trial = out[:k] + [s] + out[k + 1:]
+                if not affordable(trial):
+                    continue
+                p = profile(tuple(trial))
+                if p < best:
+                    out, best, seg, changed = trial, p, s, True
+    return tuple(out), best[0]
+
+
 def _relax(graph: Graph, chosen: tuple[Stream, ...],
-           peak: Callable[[tuple[Stream, ...]], tuple[int, int]], bound: int
-           ) -> tuple[Stream, ...]:
+           peak: Callable[[tuple[Stream, ...]], tuple[int, int]], bound: int,
+           ok: Callable[[int, int], bool]) -> tuple[Stream, ...]:
     """Each segment made as cheap as the final bound allows: the shortest part of it and
     the tallest bands that keep the arena's bound at ``bound`` (the fewest MACs
     recomputed: a segment need not go below what the rest of the model needs)."""
@@ -260,7 +299,7 @@ def _relax(graph: Graph, chosen: tuple[Stream, ...],
         best = seg
         for first in range(seg.first, seg.last + 1):
             for last in range(seg.last, first - 1, -1):
-                if not segment_ok(graph, first, last):
+                if not ok(first, last):
                     continue
                 height = int(graph.tensors[graph.nodes[last].outputs[0]].shape[1])
                 for r in band_heights(height):

@@ -17,9 +17,10 @@ from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_buffers
+from mcutl.plan.streaming import Stream, choose_streams, conv_macs
 from mcutl.targets import load_target
 from mcutl.train.recipe import SCHEDULES
-from mcutl.train.step import StepProgram, build_step
+from mcutl.train.step import StepProgram, build_step, frozen_prefix_ok
 from mcutl.validate import InputError
 
 _env = jinja2.Environment(
@@ -90,6 +91,13 @@ class GeneratedTraining:
     options: TrainOptions
     extra: dict[str, Any] = field(default_factory=dict)
     profile_files: dict[str, str] = field(default_factory=dict)  # written to BUILD/profile/
+    streams: tuple[Stream, ...] = ()  # frozen forward segments run band by band
+
+    def schedule(self, graph: Any) -> dict[str, object]:
+        """plan.json's account of how the frozen forward runs."""
+        if not self.streams:
+            return {"kind": "layer-by-layer"}
+        return {"kind": "row-streamed", "segments": [s.describe(graph) for s in self.streams]}
 
 
 def plan_step(prog: StepProgram) -> ArenaPlanner:
@@ -120,16 +128,67 @@ def _referenced(ctx: Any) -> list[Any]:
     return [st for st in ctx.structs if st.name in names]
 
 
+def choose_step_streams(tm: TrainableModel, target: Any, options: TrainOptions,
+                        streaming: str = "auto") -> tuple[Stream, ...]:
+    """The frozen forward segments the step runs row-streamed (mcutl.plan.streaming, the
+    same policy as inference: ``streaming`` "auto" recomputes at most AUTO_EXTRA_MACS of
+    the backbone's MACs unless the step does not fit the target, then the least that
+    fits; "max": the smallest arena; "off": none). Segments are proposed on the
+    backbone's inference lifetimes and kept only if the step's own arena shrinks."""
+    from mcutl.codegen.backbone import AUTO_EXTRA_MACS, STREAMING
+    from mcutl.plan.budget import training_static_bytes
+    from mcutl.plan.lifetimes import streamed_bound, streamed_profile
+
+    if streaming not in STREAMING:
+        raise ValueError(f"streaming {streaming!r}: expected one of {', '.join(STREAMING)}")
+    if streaming == "off":
+        return ()
+    g = tm.backbone
+    ok = frozen_prefix_ok(tm)
+
+    def arena(streams: tuple[Stream, ...]) -> tuple[int, int]:
+        prog = build_step(tm, "portable", frozenset(), streams)
+        n = prog.ctx.param_count
+        static = training_static_bytes(n, n if options.optimizer == "sgd" else 2 * n)
+        stack = target.memory.stack_bytes if target.memory else 0
+        return plan_step(prog).arena_size(), static + stack
+
+    base, rest = arena(())
+    room = target.memory.sram_bytes - rest if target.memory else None
+    macs = conv_macs(g)
+    limits: list[int | None] = [int(AUTO_EXTRA_MACS * macs)]
+    if streaming == "max":
+        limits = [None]
+    elif room is not None and base > room:
+        limits += [int(f * AUTO_EXTRA_MACS * macs) for f in (2, 4, 8)] + [None]
+    best: tuple[int, tuple[Stream, ...]] = (base, ())
+    for limit in limits:
+        streams = choose_streams(  # the step's input stays in the arena throughout
+            g, lambda ss: streamed_bound(g, "portable", ss, g.inputs), limit, allowed=ok,
+            profile=lambda ss: streamed_profile(g, "portable", ss, g.inputs))
+        if streams:
+            size, _ = arena(streams)
+            if size < best[0]:
+                best = (size, streams)
+        if room is None or best[0] <= room:
+            break
+    return best[1]
+
+
 def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
-                      options: TrainOptions, kernels: str | None = None) -> GeneratedTraining:
+                      options: TrainOptions, kernels: str | None = None,
+                      streaming: str = "auto") -> GeneratedTraining:
     """The training C of ``tm``, and in ``profile_files`` its profile variant (the same C,
     plus a tick read after every kernel call and around the optimizer and a PROFILE
     request: `mcutl profile`) with the calls it times (calls.json)."""
     options.validate()
-    kernels = kernels or load_target(target_name).kernels
+    target = load_target(target_name)
+    kernels = kernels or target.kernels
+    streams = choose_step_streams(tm, target, options, streaming)
     portable = portable_where_scratch_raises_peak(
-        tm.backbone, kernels, lambda p: plan_step(build_step(tm, kernels, p)).arena_size())
-    prog = build_step(tm, kernels, portable)
+        tm.backbone, kernels,
+        lambda p: plan_step(build_step(tm, kernels, p, streams)).arena_size())
+    prog = build_step(tm, kernels, portable, streams)
     ctx = prog.ctx
     planner = plan_step(prog)
     offsets = {b.name: b.offset for b in planner.buffers}
@@ -200,5 +259,5 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         files=files, program=prog, plan=planner, param_layout=list(ctx.param_list),
         param_count=n_params, opt_state_count=n_state,
         const_bytes=sum(a.nbytes for a in ctx.consts), options=options,
-        profile_files=profile_files,
+        profile_files=profile_files, streams=streams,
     )

@@ -54,6 +54,7 @@ class TrainContext(CContext):
     param_init: list[np.ndarray] = field(default_factory=list)
     section_marks: dict[str, int] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # view tensor -> tensor it shares
+    views: dict[str, tuple[str, int]] = field(default_factory=dict)  # band -> (map, offset)
     probes: list[ProbePoint] = field(default_factory=list)
     graph: Graph | None = None  # the backbone (quantisation params of its tensors)
     trained_biases: dict[str, Any] = field(default_factory=dict)  # backbone node -> TNode
@@ -71,9 +72,22 @@ class TrainContext(CContext):
         return f"${key}$"
 
     def act(self, tensor: str) -> str:  # int8 backbone activations (used by ops' lower_c)
+        if tensor in self.views:
+            base, offset = self.views[tensor]
+            return f"({self.act(base)} + {offset})" if offset else self.act(base)
         while tensor in self.alias:
             tensor = self.alias[tensor]
         return f"$i8:{tensor}$"
+
+    def view(self, name: str, base: str, offset: int) -> None:
+        self.views[name] = (base, offset)
+
+    def band_buffer(self, tensor: str, band: int, nbytes: int) -> str:
+        """One buffer per band: its lifetime is that band's calls (the step's planner sees
+        calls, not the repetition of one band's schedule)."""
+        name = f"{tensor}#band{band}"
+        self.i8(name, nbytes)
+        return name
 
     def scratch(self, node: str, nbytes: int) -> str:
         """A kernel's scratch: an int8 arena buffer live for the calls that use it."""

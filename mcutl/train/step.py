@@ -25,13 +25,16 @@ when the host says a mini-batch is complete (gradient accumulation).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from mcutl.codegen.backbone import lower_stream
 from mcutl.ir.graph import Graph
 from mcutl.ir.trainable import TNode, TrainableModel
 from mcutl.ops.base import get_op
 from mcutl.ops.f32 import get_float_op
 from mcutl.ops.f32.base import GradTarget, numel
+from mcutl.plan.streaming import Stream
 from mcutl.train.context import TrainContext
 
 
@@ -382,10 +385,29 @@ def fuse_dequantize_pool(tm: TrainableModel, need: set[str]) -> TrainableModel:
     return dataclasses.replace(tm, nodes=nodes)
 
 
+def frozen_prefix_ok(tm: TrainableModel) -> Callable[[int, int], bool]:
+    """Which backbone segments the step may run row-streamed (mcutl.plan.streaming):
+    those whose maps no gradient, mask or float node needs whole (the frozen part of
+    the forward, before the first connector); a float node may read the segment's
+    output after its last node."""
+    tm = fuse_dequantize_pool(tm, _needs_grad(tm))
+    need = _needs_grad(tm)
+    slots = schedule(tm)
+    g = tm.backbone
+    frozen = [not any(o in need for o in n.outputs) for n in g.nodes]
+
+    def ok(first: int, last: int) -> bool:
+        return all(frozen[first:last + 1]) and not any(slots.get(k) for k in range(first, last))
+
+    return ok
+
+
 def build_step(tm: TrainableModel, kernels: str = "portable",
-               portable: frozenset[str] = frozenset()) -> StepProgram:
+               portable: frozenset[str] = frozenset(),
+               streams: Sequence[Stream] = ()) -> StepProgram:
     """The step's kernel calls; the backbone's int8 ones from the ``kernels`` set (the
-    nodes in ``portable`` from the portable one)."""
+    nodes in ``portable`` from the portable one); the segments ``streams`` band by band
+    (they must satisfy ``frozen_prefix_ok``)."""
     tm = fuse_dequantize_pool(tm, _needs_grad(tm))
     g = tm.backbone
     ctx = TrainContext(act_offsets={}, kernels=kernels, portable_nodes=portable)
@@ -404,8 +426,9 @@ def build_step(tm: TrainableModel, kernels: str = "portable",
     for node in g.nodes:
         if get_op(node.op, node).c_alias:
             ctx.alias[node.outputs[0]] = node.inputs[0]
+    inner = {t for seg in streams for t in seg.inner}  # held band by band (ctx.band_buffer)
     for t in g.activations():
-        if t not in ctx.alias:
+        if t not in ctx.alias and t not in inner:
             ctx.i8(t, g.tensors[t].size)
     need = _needs_grad(tm)
     slots = schedule(tm)
@@ -439,6 +462,12 @@ def build_step(tm: TrainableModel, kernels: str = "portable",
     masks: dict[str, str] = {}
     for k, node in enumerate(g.nodes):
         op = get_op(node.op, node)
+        seg = next((s for s in streams if s.contains(k)), None)
+        if seg is not None:
+            if k == seg.first:
+                lower_stream(seg, g, ctx)
+            run_float(slots.get(k, []))
+            continue
         op.lower_c(node, g, ctx)
         out = node.outputs[0]
         if out in need and any(t in need for t in node.inputs if t):
