@@ -38,9 +38,12 @@ from mcutl.train.recipe import DEFAULT_BATCH, DEFAULT_SAMPLES, Recipe, over_run
 from mcutl.train.twin import train_twin, twin_of
 
 METHODS = ("last", "bias", "bn-shift", "adaptor", "repnet", "finetune-last-k")
+#: configurations run only when named with --methods: (method, its options, --cut)
+VARIANTS = ("repnet-lite",)
 TITLES = {"none": "no adaptation", "last": "head only", "bias": "bias + head (TinyTL)",
           "bn-shift": "norm shifts + head (MobileTL)", "adaptor": "adaptor + head (DA3)",
-          "repnet": "Rep-Net", "finetune-last-k": "last block + head"}
+          "repnet": "Rep-Net", "finetune-last-k": "last block + head",
+          "repnet-lite": "memory-aware Rep-Net (1 connector, width 0.125, pooled head)"}
 LR_GRID = (0.01, 0.03, 0.1, 0.3)
 BATCH, MOMENTUM = DEFAULT_BATCH, 0.9
 VAL_SEED = 100
@@ -108,16 +111,26 @@ def recipe(lr: float, n_shots: int, samples: int = DEFAULT_SAMPLES) -> tuple[Rec
 
 def compile_methods(task: Task, out: Path, methods: Sequence[str],
                     log: Callable[[str], None]) -> dict[str, Build]:
+    from mcutl.methods import get_method
+
     builds: dict[str, Build] = {}
     for m in methods:
+        method, spec, cut, head = m, None, None, task.head == "classifier"
+        if m == "repnet-lite":  # mcutl.methods.repnet.memory_aware
+            from mcutl.compile import load_and_quantize
+            from mcutl.methods.repnet import memory_aware
+
+            g = load_and_quantize(task.model, task.calib, task.input_shape)
+            overrides, cut = memory_aware(g)
+            method, spec, head = "repnet", get_method("repnet").spec(**overrides), False
         for target in TARGETS:
             path = out / m
             try:
                 compile_training(task.model, target, path, num_classes=task.num_classes,
-                                 calib=task.calib, input_shape=task.input_shape, method=m,
+                                 calib=task.calib, input_shape=task.input_shape,
+                                 method=method, spec=spec, cut=cut,
                                  options=TrainOptions(lr=LR_GRID[0], momentum=MOMENTUM),
-                                 head_from_classifier=task.head == "classifier",
-                                 source_name=task.title)
+                                 head_from_classifier=head, source_name=task.title)
             except McutlError as exc:
                 log(f"  {m}: does not build for {target} ({str(exc).splitlines()[0]})")
                 continue
@@ -333,9 +346,10 @@ def cli(description: str, script: Path, make_tasks: Callable[[], list[Task]],
         determinism.run_pinned([str(script), *(argv if argv is not None else sys.argv[1:])])
         return 0
     methods = [m for m in a.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in METHODS + VARIANTS]
     if bad:
-        ap.error(f"unknown method(s) {', '.join(bad)}: choose from {', '.join(METHODS)}")
+        ap.error(f"unknown method(s) {', '.join(bad)}: choose from "
+                 f"{', '.join(METHODS + VARIANTS)}")
     out = a.out or script.parent
     build = Path(__file__).resolve().parent.parent / "build" / script.parent.name
     t0 = time.perf_counter()

@@ -311,6 +311,7 @@ def compile_model(
             "probes": [{"name": q.name, "bytes": q.nbytes} for q in gen.program.ctx.probes],
             "optimizer": asdict(gen.options),
             "schedule": gen.schedule(tm.backbone),
+            "input_kept": gen.input_kept,
         }
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.tflite").write_bytes(tfl)

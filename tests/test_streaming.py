@@ -208,3 +208,58 @@ def test_a_streamed_training_step_in_qemu(streamed_training) -> None:  # noqa: A
     dev = verify(build, steps=10, check_every=5, qemu=True, against=host.steps)
     assert dev.passed, dev.first_mismatch
     assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]
+
+
+@pytest.fixture(scope="module")
+def mbv2_128_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Issue 11's moonshot: MobileNetV2-w0.35 @128 with the memory-aware Rep-Net
+    (benchmarks/train_fit.py) on the 128 KB F405."""
+    from benchmarks.train_fit import build
+
+    out = tmp_path_factory.mktemp("mbv2-128-train")
+    build(128, out)
+    return out
+
+
+@pytest.mark.host
+def test_mobilenetv2_035_at_128_trains_in_120_kb(mbv2_128_train: Path) -> None:
+    from mcutl.link import protocol as proto
+    from mcutl.link.session import open_session
+    from mcutl.link.trainer import TrainDevice
+    from mcutl.targets import load_target
+    from mcutl.verify.harness import random_samples, verify
+
+    plan = json.loads((mbv2_128_train / "plan.json").read_text())
+    assert plan["total_bytes"] <= 120 * 1024 < plan["sram_bytes"]
+    assert plan["schedule"]["kind"] == "row-streamed"
+    assert plan["input_kept"] is False  # the backward reuses the input's 49,152 B
+    # the backward crosses backbone blocks: the connector is a stage, not the head's map
+    assert plan["param_count"] > 1130  # more than the head (112 x 10 + 10)
+    rep = verify(mbv2_128_train, steps=6, check_every=3)
+    assert rep.passed, rep.first_mismatch
+    # a sample trained on is gone: INFER says so instead of answering from garbage
+    info = BuildInfo.load(mbv2_128_train)
+    xq, _ = random_samples(info, 1, seed=3)
+    with open_session(load_target("host"), mbv2_128_train / info.firmware["host"]) as s:
+        dev = TrainDevice(s.device)
+        dev.sample(xq[0], 1)
+        before = dev.infer(10)
+        dev.step()
+        with pytest.raises(proto.DeviceError) as err:
+            dev.infer(10)
+        assert err.value.code == proto.ErrorCode.BAD_STATE
+        assert "send the SAMPLE again" in err.value.reason
+        dev.sample(xq[0], 1)
+        assert np.isfinite(dev.infer(10)).all() and before.shape == (10,)
+        s.finish(0)
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_mobilenetv2_035_at_128_trains_in_qemu(mbv2_128_train: Path) -> None:
+    from mcutl.verify.harness import verify
+
+    host = verify(mbv2_128_train, steps=4, check_every=1000)
+    dev = verify(mbv2_128_train, steps=4, check_every=2, qemu=True, against=host.steps)
+    assert dev.passed, dev.first_mismatch
+    assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]

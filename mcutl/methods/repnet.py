@@ -353,6 +353,28 @@ def _summary(tm: TrainableModel) -> str:
             f"{tm.parameter_count()} trainable parameters")
 
 
+def memory_aware(graph: Graph) -> tuple[dict[str, Any], str]:
+    """The memory-aware Rep-Net of a classifier ending in conv -> global average pool ->
+    linear (MobileNet-style): (spec options, ``cut``). The head reads the final conv's
+    *input* map, average-pooled (``NAME:pool``), not the final conv's wider output; one
+    connector, at that map; module 0 reads the input average-pooled down to the
+    connector's size; width 0.125. The backward then runs only through the last block,
+    and the frozen forward before it can stream (mcutl.plan.streaming): MobileNetV2-w0.35
+    @128 trains in 120,496 B on the F405 (benchmarks/train_fit.py). Departures from the
+    paper's side network: one connector instead of one per stage, a narrower module, the
+    head on other (pooled) features."""
+    pool = next((n for n in reversed(graph.nodes) if n.op == "global_avgpool"), None)
+    last_conv = graph.producer(pool.inputs[0]) if pool is not None else None
+    if last_conv is None or last_conv.op != "conv2d":
+        raise RepNetError("the memory-aware Rep-Net needs a model that ends in conv -> "
+                          "global average pool -> classifier; give --stages and --cut")
+    cut = f"{last_conv.inputs[0]}:pool"
+    conns = find_connectors(cut_classifier(graph, cut))[-1:]
+    h_in = int(graph.tensors[graph.inputs[0]].shape[1])
+    first_pool = max(1, h_in // int(graph.tensors[conns[0]].shape[1]))
+    return {"stages": conns, "first_pool": first_pool, "width": 0.125}, cut
+
+
 def repnet_sizes(graph: Graph, cut: str | None) -> list[dict[str, Any]]:
     """The defaults, a narrower side network, then fewer connectors: the last two, the
     last one, the one before it (a narrower map there), each with module 0 pooled down

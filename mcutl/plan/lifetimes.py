@@ -102,15 +102,20 @@ def streamed_profile(graph: Graph, kernels: str, streams: Sequence[Stream],
 
 
 def plan_buffers(buffers: Mapping[str, UsedBuffer], calls: int,
-                 whole_step: tuple[str, ...] = ()) -> ArenaPlanner:
+                 whole_step: tuple[str, ...] = (),
+                 from_start: tuple[str, ...] = ()) -> ArenaPlanner:
     """Every buffer of a training step in one arena, live from the first to the last call
     that touches it; ``whole_step`` buffers live for all ``calls`` (the input: SAMPLE
-    writes it before STEP and INFER read it). Declared but unused buffers get no space."""
+    writes it before STEP and INFER read it); ``from_start`` buffers from the first call
+    to their last use (an input the step may overwrite once it has read it). Declared but
+    unused buffers get no space."""
     planner = ArenaPlanner(alignment=8)
     for key, buf in buffers.items():
         if buf.last < 0:
             continue
         first, last = (0, calls) if key in whole_step else (buf.first, buf.last)
+        if key in from_start:  # written before the step (the input): live from its start
+            first = 0
         planner.add_buffer(key, buf.nbytes, first, last)
     planner.plan()
     planner.check_no_overlap()

@@ -15,6 +15,7 @@ from mcutl.codegen.context import KernelCall
 from mcutl.ir.trainable import TrainableModel
 from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
+from mcutl.plan.budget import training_static_bytes
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_buffers
 from mcutl.plan.streaming import Stream, choose_streams, conv_macs
@@ -92,6 +93,7 @@ class GeneratedTraining:
     extra: dict[str, Any] = field(default_factory=dict)
     profile_files: dict[str, str] = field(default_factory=dict)  # written to BUILD/profile/
     streams: tuple[Stream, ...] = ()  # frozen forward segments run band by band
+    input_kept: bool = True  # False: the step reuses the input's memory (plan_step)
 
     def schedule(self, graph: Any) -> dict[str, object]:
         """plan.json's account of how the frozen forward runs."""
@@ -100,10 +102,19 @@ class GeneratedTraining:
         return {"kind": "row-streamed", "segments": [s.describe(graph) for s in self.streams]}
 
 
-def plan_step(prog: StepProgram) -> ArenaPlanner:
-    """Every buffer of the step in one arena. The input stays live for the whole step
-    (SAMPLE writes it before STEP and INFER read it)."""
-    return plan_buffers(prog.ctx.buffers, len(prog.ctx.calls), (prog.input_sym.strip("$"),))
+def plan_step(prog: StepProgram, keep_input: bool = True) -> ArenaPlanner:
+    """Every buffer of the step in one arena. The input (SAMPLE writes it before STEP and
+    INFER read it) stays live for the whole step, or with ``keep_input`` False through
+    the forward only (PROBE and INFER run the forward on it): the backward may then
+    overwrite it, and the firmware refuses INFER or PROBE of a sample it has trained on
+    (send the SAMPLE again)."""
+    x = prog.input_sym.strip("$")
+    if keep_input:
+        return plan_buffers(prog.ctx.buffers, len(prog.ctx.calls), (x,))
+    # INFER and PROBE run the forward on the sample: it is kept through the forward
+    buf = prog.ctx.buffers[x]
+    buf.last = max(buf.last, prog.forward_end - 1)
+    return plan_buffers(prog.ctx.buffers, len(prog.ctx.calls), from_start=(x,))
 
 
 def _indexed(calls: list[KernelCall], start: int,
@@ -136,7 +147,6 @@ def choose_step_streams(tm: TrainableModel, target: Any, options: TrainOptions,
     fits; "max": the smallest arena; "off": none). Segments are proposed on the
     backbone's inference lifetimes and kept only if the step's own arena shrinks."""
     from mcutl.codegen.backbone import AUTO_EXTRA_MACS, STREAMING
-    from mcutl.plan.budget import training_static_bytes
     from mcutl.plan.lifetimes import streamed_bound, streamed_profile
 
     if streaming not in STREAMING:
@@ -185,12 +195,27 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
     target = load_target(target_name)
     kernels = kernels or target.kernels
     streams = choose_step_streams(tm, target, options, streaming)
-    portable = portable_where_scratch_raises_peak(
-        tm.backbone, kernels,
-        lambda p: plan_step(build_step(tm, kernels, p, streams)).arena_size())
-    prog = build_step(tm, kernels, portable, streams)
+
+    def plan_with(release: bool) -> tuple[StepProgram, ArenaPlanner]:
+        """The step (the layers whose fast kernel's scratch would raise the peak run the
+        portable one) and its plan; ``release``: the input's memory reused (plan_step)."""
+        portable = portable_where_scratch_raises_peak(
+            tm.backbone, kernels, lambda p: plan_step(
+                build_step(tm, kernels, p, streams, release), not release).arena_size())
+        prog = build_step(tm, kernels, portable, streams, release)
+        return prog, plan_step(prog, keep_input=not release)
+
+    prog, planner = plan_with(False)
+    keep_input = True
+    if target.memory is not None:  # the input's memory reused within the step, if it must
+        n = prog.ctx.param_count
+        room = target.memory.sram_bytes - target.memory.stack_bytes - training_static_bytes(
+            n, n if options.optimizer == "sgd" else 2 * n)
+        if planner.arena_size() > room:
+            prog_r, released = plan_with(True)
+            if released.arena_size() < planner.arena_size():
+                prog, planner, keep_input = prog_r, released, False
     ctx = prog.ctx
-    planner = plan_step(prog)
     offsets = {b.name: b.offset for b in planner.buffers}
     logits_key = prog.logits_sym.strip("$")
     ctx.resolve(offsets)
@@ -241,6 +266,7 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         "autosave": int(options.autosave),
         "profile": False,
         "profile_entries": len(ctx.calls) + 1,
+        "input_kept": keep_input,
     }
     entries = [{"phase": "forward" if k < prog.forward_end else "backward",
                 "what": c.comment, "macs": c.macs} for k, c in enumerate(ctx.calls)]
@@ -259,5 +285,5 @@ def generate_training(tm: TrainableModel, model_hash: bytes, target_name: str,
         files=files, program=prog, plan=planner, param_layout=list(ctx.param_list),
         param_count=n_params, opt_state_count=n_state,
         const_bytes=sum(a.nbytes for a in ctx.consts), options=options,
-        profile_files=profile_files, streams=streams,
+        profile_files=profile_files, streams=streams, input_kept=keep_input,
     )

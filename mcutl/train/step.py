@@ -115,12 +115,14 @@ def _needs_grad(tm: TrainableModel) -> set[str]:
     return need
 
 
-def schedule(tm: TrainableModel) -> dict[int, list[TNode]]:
+def schedule(tm: TrainableModel, early_input: bool = False) -> dict[int, list[TNode]]:
     """Float nodes by the backbone node index after which they run (-1: before any), in
     the model's order. Each runs as soon as the backbone tensors it reads exist, except
     the nodes that depend on the network input alone (which stays in the arena for the
     whole step): they run just before their first reader, so that what they save for
-    the backward is not live across the backbone's early, large activations."""
+    the backward is not live across the backbone's early, large activations.
+    ``early_input``: the nodes that read the input itself run first all the same (a
+    step that releases the input's memory once read: plan_step)."""
     slots = _asap(tm)
     g = tm.backbone
     pos = {n.name: k for k, nodes in slots.items() for n in nodes}
@@ -136,7 +138,8 @@ def schedule(tm: TrainableModel) -> dict[int, list[TNode]]:
             readers.setdefault(i, []).append(n)
     for n in reversed(tm.nodes):
         later = [pos[r.name] for r in readers.get(n.output, [])]
-        if n.name in input_only and later:
+        reads_input = any(i in g.inputs for i in n.inputs)
+        if n.name in input_only and later and not (early_input and reads_input):
             pos[n.name] = min(later)
     order = {n.name: k for k, n in enumerate(tm.nodes)}
     out: dict[int, list[TNode]] = {}
@@ -404,10 +407,12 @@ def frozen_prefix_ok(tm: TrainableModel) -> Callable[[int, int], bool]:
 
 def build_step(tm: TrainableModel, kernels: str = "portable",
                portable: frozenset[str] = frozenset(),
-               streams: Sequence[Stream] = ()) -> StepProgram:
+               streams: Sequence[Stream] = (), release_input: bool = False) -> StepProgram:
     """The step's kernel calls; the backbone's int8 ones from the ``kernels`` set (the
     nodes in ``portable`` from the portable one); the segments ``streams`` band by band
-    (they must satisfy ``frozen_prefix_ok``)."""
+    (they must satisfy ``frozen_prefix_ok``); ``release_input``: the float nodes that
+    read the input run first, so that nothing reads it after the backbone's first
+    layers (plan_step(keep_input=False) can reuse its memory)."""
     tm = fuse_dequantize_pool(tm, _needs_grad(tm))
     g = tm.backbone
     ctx = TrainContext(act_offsets={}, kernels=kernels, portable_nodes=portable)
@@ -431,7 +436,7 @@ def build_step(tm: TrainableModel, kernels: str = "portable",
         if t not in ctx.alias and t not in inner:
             ctx.i8(t, g.tensors[t].size)
     need = _needs_grad(tm)
-    slots = schedule(tm)
+    slots = schedule(tm, early_input=release_input)
     values: dict[str, str] = {t: ctx.act(t) for t in g.activations()}
 
     # the float node whose value a requantisation clamps -> the mask of where it did not
