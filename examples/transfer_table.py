@@ -38,12 +38,16 @@ from mcutl.train.recipe import DEFAULT_BATCH, DEFAULT_SAMPLES, Recipe, over_run
 from mcutl.train.twin import train_twin, twin_of
 
 METHODS = ("last", "bias", "bn-shift", "adaptor", "repnet", "finetune-last-k")
-#: configurations run only when named with --methods: (method, its options, --cut)
-VARIANTS = ("repnet-lite",)
+#: Rep-Net configurations run only when named with --methods: the memory-aware Rep-Net
+#: (mcutl.methods.repnet.memory_aware) and each of its departures alone
+VARIANTS = ("repnet-lite", "repnet-1conn", "repnet-narrow", "repnet-poolhead")
 TITLES = {"none": "no adaptation", "last": "head only", "bias": "bias + head (TinyTL)",
           "bn-shift": "norm shifts + head (MobileTL)", "adaptor": "adaptor + head (DA3)",
           "repnet": "Rep-Net", "finetune-last-k": "last block + head",
-          "repnet-lite": "memory-aware Rep-Net (1 connector, width 0.125, pooled head)"}
+          "repnet-lite": "memory-aware Rep-Net (1 connector, width 0.125, pooled head)",
+          "repnet-1conn": "Rep-Net, one connector (the last stage), module 0 pooled to it",
+          "repnet-narrow": "Rep-Net, width 0.125",
+          "repnet-poolhead": "Rep-Net, head on the pooled map before the last conv"}
 LR_GRID = (0.01, 0.03, 0.1, 0.3)
 BATCH, MOMENTUM = DEFAULT_BATCH, 0.9
 VAL_SEED = 100
@@ -116,13 +120,27 @@ def compile_methods(task: Task, out: Path, methods: Sequence[str],
     builds: dict[str, Build] = {}
     for m in methods:
         method, spec, cut, head = m, None, None, task.head == "classifier"
-        if m == "repnet-lite":  # mcutl.methods.repnet.memory_aware
+        if m in VARIANTS:  # mcutl.methods.repnet.memory_aware, or one of its departures
             from mcutl.compile import load_and_quantize
             from mcutl.methods.repnet import memory_aware
 
             g = load_and_quantize(task.model, task.calib, task.input_shape)
-            overrides, cut = memory_aware(g)
-            method, spec, head = "repnet", get_method("repnet").spec(**overrides), False
+            overrides, lite_cut = memory_aware(g)
+            keep = {"repnet-lite": ("stages", "first_pool", "width"),
+                    "repnet-1conn": ("stages", "first_pool"), "repnet-narrow": ("width",),
+                    "repnet-poolhead": ()}[m]
+            overrides = {k: v for k, v in overrides.items() if k in keep}
+            method, spec = "repnet", get_method("repnet").spec(**overrides)
+            if m in ("repnet-lite", "repnet-poolhead"):  # a head on other features: new
+                cut, head = lite_cut, False
+            if m == "repnet-1conn":  # the connector of the uncut model's last stage
+                from mcutl.methods.common import cut_classifier
+                from mcutl.methods.repnet import find_connectors
+
+                conn = find_connectors(cut_classifier(g, None))[-1]
+                h_in = int(g.tensors[g.inputs[0]].shape[1])
+                spec = get_method("repnet").spec(
+                    stages=[conn], first_pool=max(1, h_in // int(g.tensors[conn].shape[1])))
         for target in TARGETS:
             path = out / m
             try:
