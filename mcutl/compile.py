@@ -272,7 +272,8 @@ def compile_model(
         m = get_method(method)
         options = options or TrainOptions(lr=m.lr)
         if spec is None:  # the defaults, or the largest size of the method that fits
-            spec, notes = fit_default(graph, method, target, num_classes, options, cut)
+            spec, notes = fit_default(graph, method, target, num_classes, options, cut,
+                                      streaming)
         tm = m.build(graph, num_classes, spec, cut)
         if head_from_classifier is not False:  # True: required; None: when there is one
             head = classifier_head(graph, num_classes)
@@ -298,7 +299,7 @@ def compile_model(
             total = gen.plan.arena_size() + static + (
                 target.memory.stack_bytes if target.memory else 0)
             advice = verified_advice(graph, method, spec, target, num_classes, options, cut,
-                                     total)
+                                     total, streaming)
             if options.optimizer == "adam":
                 advice.append(f"--optimizer sgd ({total - 4 * gen.param_count:,} B)")
             check_budget(target, gen.plan, static, advice=", ".join(advice), **what)

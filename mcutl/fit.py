@@ -76,9 +76,9 @@ def parse_bytes(text: str) -> int:
 
 
 def plan_config(graph: Graph, method: str, overrides: dict[str, Any], target: Target,
-                num_classes: int, options: Any, cut: str | None, budget: int
-                ) -> tuple[PlanRow, TrainableModel | None]:
-    """Build and plan one configuration (no firmware)."""
+                num_classes: int, options: Any, cut: str | None, budget: int,
+                streaming: str = "auto") -> tuple[PlanRow, TrainableModel | None]:
+    """Build and plan one configuration (no firmware; ``streaming`` as compile's)."""
     from mcutl.compile import model_hash
     from mcutl.plan.budget import training_static_bytes
     from mcutl.tflite.export import export_tflite
@@ -90,7 +90,7 @@ def plan_config(graph: Graph, method: str, overrides: dict[str, Any], target: Ta
         spec = m.spec(**overrides)
         tm = m.build(graph, num_classes, spec, cut)
         gen = generate_training(tm, model_hash(export_tflite(tm.backbone), tm, options),
-                                target.name, options)
+                                target.name, options, streaming=streaming)
     except (McutlError, ValueError) as exc:
         row.error = str(exc)
         return row, None
@@ -227,7 +227,7 @@ def _plot(rows: list[PlanRow], budget: int, path: Path, has_acc: bool) -> None:
 
 
 def fit_default(graph: Graph, method: str, target: Target, num_classes: int, options: Any,
-                cut: str | None) -> tuple[Any, list[str]]:
+                cut: str | None, streaming: str = "auto") -> tuple[Any, list[str]]:
     """The method's defaults if they fit the target, else its largest listed size that
     does (with a note saying what was chosen and why); MemoryBudgetError naming the
     smallest total found and the best other method that fits when none does."""
@@ -235,7 +235,8 @@ def fit_default(graph: Graph, method: str, target: Target, num_classes: int, opt
 
     m = get_method(method)
     budget = target.memory.sram_bytes if target.memory else 1 << 40
-    default, _ = plan_config(graph, method, {}, target, num_classes, options, cut, budget)
+    default, _ = plan_config(graph, method, {}, target, num_classes, options, cut, budget,
+                             streaming)
     if default.fits or default.error:
         return m.spec(), []  # an error is raised again, with its message, by the build
     tried = [default]
@@ -243,7 +244,7 @@ def fit_default(graph: Graph, method: str, target: Target, num_classes: int, opt
         if not overrides:
             continue
         row, _ = plan_config(graph, method, overrides, target, num_classes, options, cut,
-                             budget)
+                             budget, streaming)
         tried.append(row)
         if row.fits:
             return m.spec(**overrides), [
@@ -267,7 +268,8 @@ def fit_default(graph: Graph, method: str, target: Target, num_classes: int, opt
 
 
 def verified_advice(graph: Graph, method: str, spec: Any, target: Target,
-                    num_classes: int, options: Any, cut: str | None, total: int) -> list[str]:
+                    num_classes: int, options: Any, cut: str | None, total: int,
+                    streaming: str = "auto") -> list[str]:
     """The method's fit advice that planning shows lowers ``total`` on this model, each
     with the total it gives."""
     m = get_method(method)
@@ -279,7 +281,7 @@ def verified_advice(graph: Graph, method: str, spec: Any, target: Target,
             continue
         values = {**current, **overrides}
         row, _ = plan_config(graph, method, values, target, num_classes, options, cut,
-                             budget)
+                             budget, streaming)
         if not row.error and row.total < total:
             out.append(f"{text} ({row.total:,} B)")
     return out

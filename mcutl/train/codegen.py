@@ -141,11 +141,12 @@ def _referenced(ctx: Any) -> list[Any]:
 
 def choose_step_streams(tm: TrainableModel, target: Any, options: TrainOptions,
                         streaming: str = "auto") -> tuple[Stream, ...]:
-    """The frozen forward segments the step runs row-streamed (mcutl.plan.streaming, the
-    same policy as inference: ``streaming`` "auto" recomputes at most AUTO_EXTRA_MACS of
-    the backbone's MACs unless the step does not fit the target, then the least that
-    fits; "max": the smallest arena; "off": none). Segments are proposed on the
-    backbone's inference lifetimes and kept only if the step's own arena shrinks."""
+    """The frozen forward segments the step runs row-streamed (mcutl.plan.streaming):
+    ``streaming`` "auto": none if the step fits the target layer by layer (the forward
+    runs at every step: recomputation is not paid for nothing), else the least
+    recomputation that fits (AUTO_EXTRA_MACS, x2, x4, x8 of the backbone's MACs, then the
+    smallest arena); "max": the smallest arena; "off": none. Segments are proposed on
+    the backbone's inference lifetimes and kept only if the step's own arena shrinks."""
     from mcutl.codegen.backbone import AUTO_EXTRA_MACS, STREAMING
     from mcutl.plan.lifetimes import streamed_bound, streamed_profile
 
@@ -165,12 +166,12 @@ def choose_step_streams(tm: TrainableModel, target: Any, options: TrainOptions,
 
     base, rest = arena(())
     room = target.memory.sram_bytes - rest if target.memory else None
+    if streaming == "auto" and (room is None or base <= room):
+        return ()  # it fits: the forward of every step is not made slower for nothing
     macs = conv_macs(g)
-    limits: list[int | None] = [int(AUTO_EXTRA_MACS * macs)]
-    if streaming == "max":
-        limits = [None]
-    elif room is not None and base > room:
-        limits += [int(f * AUTO_EXTRA_MACS * macs) for f in (2, 4, 8)] + [None]
+    limits: list[int | None] = [None]
+    if streaming == "auto":
+        limits = [int(f * AUTO_EXTRA_MACS * macs) for f in (1, 2, 4, 8)] + [None]
     best: tuple[int, tuple[Stream, ...]] = (base, ())
     for limit in limits:
         streams = choose_streams(  # the step's input stays in the arena throughout
