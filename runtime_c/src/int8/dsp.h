@@ -21,6 +21,15 @@
 #define MCUTL_HAVE_DSP 0
 #endif
 
+/* Code GCC must not move instructions across (an empty volatile asm: its scheduler
+ * treats one as a barrier). Between the unrolled steps of an inner loop it stops the
+ * steps' loads from being hoisted together, which needs more registers than there are
+ * and spills the accumulators. */
+#define MCUTL_SCHED_BARRIER() __asm__ __volatile__("")
+
+/* Functions that must be inlined to be specialised by their constant arguments. */
+#define MCUTL_INLINE static inline __attribute__((always_inline))
+
 /* An unaligned 32-bit load (one LDR on Cortex-M3 and later). */
 static inline uint32_t mcutl_ld32(const void *p)
 {
@@ -72,6 +81,22 @@ static inline uint32_t mcutl_sxtb16_ror8(uint32_t x)
 static inline uint32_t mcutl_ssub16(uint32_t a, uint32_t b)
 {
     return (uint32_t)__ssub16((int16x2_t)a, (int16x2_t)b);
+}
+
+/* a + bytes 0 and 2 of x sign-extended, halfword-wise with wrap-around (SXTAB16); and
+ * a + bytes 1 and 3 (SXTAB16 x, ROR #8). */
+static inline uint32_t mcutl_sxtab16(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+static inline uint32_t mcutl_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
 }
 
 /* acc + lo(a) * lo(b) + hi(a) * hi(b), int16 halves (SMLAD). */
@@ -137,6 +162,20 @@ static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
     return r;
 }
 
+/* acc + ((a * b + 2^31) >> 32): SMMULR plus an addend, one instruction (SMMLAR). */
+static inline int32_t mcutl_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* x saturated to int8 (SSAT #8). */
+static inline int32_t mcutl_ssat8(int32_t x)
+{
+    return __ssat(x, 8);
+}
+
 #else /* the same results in C */
 
 static inline int32_t mcutl_byte(uint32_t x, int which)
@@ -159,6 +198,18 @@ static inline uint32_t mcutl_ssub16(uint32_t a, uint32_t b)
 {
     return mcutl_half(mcutl_lo16(a) - mcutl_lo16(b)) |
            (mcutl_half(mcutl_hi16(a) - mcutl_hi16(b)) << 16);
+}
+
+static inline uint32_t mcutl_sxtab16(uint32_t a, uint32_t x)
+{
+    return mcutl_half(mcutl_lo16(a) + mcutl_byte(x, 0)) |
+           (mcutl_half(mcutl_hi16(a) + mcutl_byte(x, 2)) << 16);
+}
+
+static inline uint32_t mcutl_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return mcutl_half(mcutl_lo16(a) + mcutl_byte(x, 1)) |
+           (mcutl_half(mcutl_hi16(a) + mcutl_byte(x, 3)) << 16);
 }
 
 static inline int32_t mcutl_smlad(uint32_t a, uint32_t b, int32_t acc)
@@ -208,12 +259,22 @@ static inline uint32_t mcutl_min16x2(uint32_t a, uint32_t b)
            (mcutl_half(mcutl_hi16(b) >= mcutl_hi16(a) ? mcutl_hi16(a) : mcutl_hi16(b)) << 16);
 }
 
+static inline int32_t mcutl_ssat8(int32_t x)
+{
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+
 static inline int32_t mcutl_smmulr(int32_t a, int32_t b)
 {
     const int64_t v = (int64_t)a * (int64_t)b + (INT64_C(1) << 31);
     /* floor(v / 2^32) without the implementation-defined >> of a negative value */
     return (int32_t)(v >= 0 ? v / (INT64_C(1) << 32)
                             : -((-v + (INT64_C(1) << 32) - 1) / (INT64_C(1) << 32)));
+}
+
+static inline int32_t mcutl_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)mcutl_smmulr(a, b) + (uint32_t)acc);
 }
 
 #endif
@@ -282,6 +343,92 @@ static inline int mcutl_fast_requant_ok(const int32_t *multiplier, const int32_t
         }
     }
     return 1;
+}
+
+/*
+ * The output stage of the conv and depthwise DSP kernels: the requantisation above with
+ * the pre-shift and the output zero point folded away. The kernels accumulate twice the
+ * sum, acc2 (doubled inputs or weights, and twice the bias), so SMMULR(acc2 << left, m)
+ * is the SRDHM directly. Two forms:
+ * - general (any shift): the rounding division as above, t = 2r + 2^right - [r < 0]
+ *   shifted right by right + 1, with the output zero point added to the rounding
+ *   constant pre-shifted: floor((t + zp * 2^(right + 1)) / 2^(right + 1)) is
+ *   floor(t / 2^(right + 1)) + zp exactly. |2r| < 2^30 (as above) and right <= 21 keep
+ *   |t| below 2^30 + 2^29 + 2^21 < 2^31 (mcutl_out_requant_ok checks right <= 21).
+ * - fast, for a layer whose every shift is right by 1 .. 21 (no left shift): the
+ *   rounding division by 2^right is floor((r + 2^(right - 1) - [r < 0]) / 2^right); the
+ *   constant 2^(right - 1) + zp * 2^right is added by SMMLAR in the multiply itself, and
+ *   [r < 0] is [acc2 < 0] (m > 0: they differ only when r == 0 > acc2, where the
+ *   quotient is 0 either way): SMMLAR, SUB with a shifted operand, ASR.
+ */
+typedef struct {
+    int32_t multiplier; /* QuantizeMultiplier() mantissa */
+    int32_t left;       /* the left shift of the doubled sum (fast: 0) */
+    int32_t round;      /* general: 2^right + zp * 2^(right + 1) */
+                        /* fast: 2^(right - 1) + zp * 2^right */
+    int32_t shift;      /* general: right + 1; fast: right */
+} mcutl_out_requant_t;
+
+static inline mcutl_out_requant_t mcutl_out_requant_params(int32_t multiplier, int32_t shift,
+                                                           int32_t out_zp, int fast)
+{
+    mcutl_out_requant_t q;
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    q.multiplier = multiplier;
+    q.left = left;
+    if (fast) {
+        q.round = (int32_t)((UINT32_C(1) << (right - 1)) + ((uint32_t)out_zp << right));
+        q.shift = right;
+    } else {
+        q.round = (int32_t)((UINT32_C(1) << right) + ((uint32_t)out_zp << (right + 1)));
+        q.shift = right + 1;
+    }
+    return q;
+}
+
+/* mcutl_requantize(acc2 / 2, ...) + out_zp for a doubled accumulator acc2, the fast form
+ * or the general one (constants of the matching mcutl_out_requant_params). */
+static inline int32_t mcutl_out_requantize_fast(int32_t acc2, const mcutl_out_requant_t *q)
+{
+    const int32_t t = mcutl_smmlar(acc2, q->multiplier, q->round) -
+                      (int32_t)((uint32_t)acc2 >> 31);
+    return t < 0 ? ~(~t >> q->shift) : (t >> q->shift);
+}
+
+static inline int32_t mcutl_out_requantize(int32_t acc2, const mcutl_out_requant_t *q)
+{
+    const int32_t r = mcutl_smmulr((int32_t)((uint32_t)acc2 << q->left), q->multiplier);
+    const int32_t t = (int32_t)((uint32_t)r << 1) + q->round - (int32_t)((uint32_t)r >> 31);
+    return t < 0 ? ~(~t >> q->shift) : (t >> q->shift);
+}
+
+/* Whether mcutl_out_requantize() is exact for every output of a layer: what
+ * mcutl_fast_requant_ok() checks, and right shifts <= 21 (the folded zero point). */
+static inline int mcutl_out_requant_ok(const int32_t *multiplier, const int32_t *shift,
+                                       const int32_t *bias, int32_t channels, int64_t taps)
+{
+    int32_t c;
+    for (c = 0; c < channels; ++c) {
+        if (shift[c] < -21) {
+            return 0;
+        }
+    }
+    return mcutl_fast_requant_ok(multiplier, shift, bias, channels, taps);
+}
+
+/* Whether a layer (that passed mcutl_out_requant_ok) takes the fast form and the one-SSAT
+ * clamp: every shift a right shift, and the activation range all of int8. */
+static inline int mcutl_out_fast_ok(const int32_t *shift, int32_t channels, int32_t act_min,
+                                    int32_t act_max)
+{
+    int32_t c;
+    for (c = 0; c < channels; ++c) {
+        if (shift[c] >= 0) {
+            return 0;
+        }
+    }
+    return act_min == -128 && act_max == 127;
 }
 
 #endif /* MCUTL_INT8_DSP_H */
