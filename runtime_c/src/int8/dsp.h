@@ -125,6 +125,14 @@ static inline uint32_t mcutl_qadd16(uint32_t a, uint32_t b)
     return (uint32_t)__qadd16((int16x2_t)a, (int16x2_t)b);
 }
 
+/* (lo >> 16) | (hi & 0xFFFF0000): the high halves of two registers in one (PKHTB). */
+static inline uint32_t mcutl_pack_hi16x2(uint32_t lo, uint32_t hi)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+
 /* Halfword-wise max(a, b) and min(a, b): SSUB16 sets the GE flags, SEL picks by them
  * (one asm statement, so nothing comes between the two). */
 static inline uint32_t mcutl_max16x2(uint32_t a, uint32_t b)
@@ -147,6 +155,18 @@ static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, u
 {
     uint32_t x, y;
     __asm__("ldrd %0, %1, [%2], #8"
+            : "=r"(x), "=r"(y), "+r"(p)
+            : "m"(*(const uint64_t *)p));
+    *a = x;
+    *b = y;
+    return p;
+}
+
+/* The same with the address advanced by 16 bytes. */
+static inline const uint32_t *mcutl_ld2x32_inc16(const uint32_t *p, uint32_t *a, uint32_t *b)
+{
+    uint32_t x, y;
+    __asm__("ldrd %0, %1, [%2], #16"
             : "=r"(x), "=r"(y), "+r"(p)
             : "m"(*(const uint64_t *)p));
     *a = x;
@@ -226,6 +246,13 @@ static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, u
     return p + 2;
 }
 
+static inline const uint32_t *mcutl_ld2x32_inc16(const uint32_t *p, uint32_t *a, uint32_t *b)
+{
+    *a = p[0];
+    *b = p[1];
+    return p + 4;
+}
+
 static inline int32_t mcutl_ssat16(int32_t x)
 {
     return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
@@ -234,6 +261,11 @@ static inline int32_t mcutl_ssat16(int32_t x)
 static inline uint32_t mcutl_pack16x2(int32_t lo, int32_t hi)
 {
     return mcutl_half(lo) | (mcutl_half(hi) << 16);
+}
+
+static inline uint32_t mcutl_pack_hi16x2(uint32_t lo, uint32_t hi)
+{
+    return (lo >> 16) | (hi & 0xFFFF0000u);
 }
 
 static inline int32_t mcutl_sat16(int32_t x)
