@@ -77,7 +77,8 @@ static inline int32_t col_pos(int32_t k, int32_t slot, int32_t taps)
  * straight into the interleaved order, to -2 * zero point: two instructions per pair),
  * the taps before and after one at a time.
  */
-static void put_run(int16_t *col, int32_t slot, int32_t taps, int32_t k0, const int8_t *src,
+static __attribute__((noinline)) void put_run_any(int16_t *col, int32_t slot, int32_t taps,
+                                                  int32_t k0, const int8_t *src,
                     int32_t n, int32_t zp)
 {
     const int32_t end = k0 + n;
@@ -105,11 +106,106 @@ static void put_run(int16_t *col, int32_t slot, int32_t taps, int32_t k0, const 
     }
 }
 
+/* put_run_any, with the common case inline: whole groups of four input taps (a window
+ * row of C_in % 4 == 0 channels, or of a stem's four taps), a word at a time. */
+MCUTL_INLINE void put_run(int16_t *col, int32_t slot, int32_t taps, int32_t k0,
+                          const int8_t *src, int32_t n, int32_t zp)
+{
+    if (((k0 | n) & 3) == 0 && src != 0) {
+        const uint32_t m2zp = mcutl_pack16x2(-2 * zp, -2 * zp);
+        uint32_t *dst = (uint32_t *)(void *)(col + 2 * k0 + 4 * slot); /* 4-byte aligned */
+        const int8_t *const end = src + n;
+        for (; src != end; src += 4, dst += 4) {
+            const uint32_t w = mcutl_ld32(src);
+            dst[0] = mcutl_sxtab16(mcutl_sxtab16(m2zp, w), w);
+            dst[1] = mcutl_sxtab16_ror8(mcutl_sxtab16_ror8(m2zp, w), w);
+        }
+        return;
+    }
+    put_run_any(col, slot, taps, k0, src, n, zp);
+}
+
+/* Receptive fields up to this many taps are gathered as bytes first (im2col_small). */
+#define CONV_STAGE_TAPS 64
+
+/* n bytes from src to dst, a word at a time while four are left (unaligned words: one
+ * LDR/STR each on a Cortex-M3 and later). */
+static inline int8_t *copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    int8_t *const end = dst + n;
+    for (; end - dst >= 4; dst += 4, src += 4) {
+        mcutl_st32(dst, mcutl_ld32(src));
+    }
+    while (dst != end) {
+        *dst++ = *src++;
+    }
+    return dst;
+}
+
+/* n bytes of the byte v4 holds four times, at dst. */
+static inline int8_t *fill_bytes(int8_t *dst, uint32_t v4, int32_t n)
+{
+    int8_t *const end = dst + n;
+    for (; end - dst >= 4; dst += 4) {
+        mcutl_st32(dst, v4);
+    }
+    while (dst != end) {
+        *dst++ = (int8_t)v4;
+    }
+    return dst;
+}
+
+/*
+ * One pixel's column (slot 0 or 1) of a small receptive field (taps <= CONV_STAGE_TAPS,
+ * a stem's): the window's input bytes are gathered in order into a buffer on the stack,
+ * the padding as the zero point (which widens to 0), then widened a word at a time from
+ * there: a stem's short window rows (three taps of one channel) would otherwise go tap
+ * by tap.
+ */
+static void im2col_small(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t in_h,
+                         int32_t in_w, int32_t in_c, int32_t k_h, int32_t k_w, int32_t iy0,
+                         int32_t ix0, int16_t *col, int32_t slot)
+{
+    uint32_t stage_words[CONV_STAGE_TAPS / 4];
+    int8_t *const stage = (int8_t *)(void *)stage_words;
+    const int32_t taps = k_h * k_w * in_c, row_taps = k_w * in_c;
+    const uint32_t zp4 = (uint32_t)(uint8_t)p->input_zero_point * 0x01010101u;
+    int8_t *dst = stage;
+    int32_t ky, kx, kx_first, kx_last, i;
+    mcutl_window_taps(ix0, k_w, p->dilation_w, in_w, &kx_first, &kx_last);
+    for (ky = 0; ky < k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        if (iy < 0 || iy >= in_h || kx_first == kx_last) {
+            dst = fill_bytes(dst, zp4, row_taps);
+        } else if (p->dilation_w == 1 && kx_first == 0 && kx_last == k_w) {
+            dst = copy_bytes(dst, in_batch + (iy * in_w + ix0) * in_c, row_taps);
+        } else if (p->dilation_w == 1) { /* the taps inside are one run */
+            const int8_t *row = in_batch + (iy * in_w + ix0 + kx_first) * in_c;
+            dst = fill_bytes(dst, zp4, kx_first * in_c);
+            dst = copy_bytes(dst, row, (kx_last - kx_first) * in_c);
+            dst = fill_bytes(dst, zp4, (k_w - kx_last) * in_c);
+        } else {
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dilation_w;
+                if (ix >= 0 && ix < in_w) {
+                    dst = copy_bytes(dst, in_batch + (iy * in_w + ix) * in_c, in_c);
+                } else {
+                    dst = fill_bytes(dst, zp4, in_c);
+                }
+            }
+        }
+    }
+    put_run(col, slot, taps, 0, stage, taps & ~3, p->input_zero_point);
+    for (i = taps & ~3; i < taps; ++i) { /* the last taps % 4, in order */
+        col[col_pos(i, slot, taps)] = (int16_t)(2 * (stage[i] - p->input_zero_point));
+    }
+}
+
 /*
  * One pixel's column (slot 0 or 1): the receptive field of the output pixel whose window
  * starts at input (iy0, ix0), each tap as 2 * (input - zero point) in int16, 0 in the
  * padding. A window row inside the image is one run of KW * C_in consecutive input
- * bytes (NHWC), so a stem with one or three channels widens a word at a time too.
+ * bytes (NHWC).
  */
 static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t in_h,
                    int32_t in_w, int32_t in_c, int32_t k_h, int32_t k_w, int32_t iy0,
@@ -119,6 +215,10 @@ static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t
     const int32_t zp = p->input_zero_point;
     const int whole_rows = p->dilation_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
     int32_t ky, kx;
+    if (taps <= CONV_STAGE_TAPS && (!whole_rows || (k_h > 1 && (row_taps & 3) != 0))) {
+        im2col_small(p, in_batch, in_h, in_w, in_c, k_h, k_w, iy0, ix0, col, slot);
+        return;
+    }
     for (ky = 0; ky < k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
         const int32_t k = ky * row_taps;
@@ -137,6 +237,26 @@ static void im2col(const mcutl_conv_params_t *p, const int8_t *in_batch, int32_t
                         ix >= 0 && ix < in_w ? row + ix * in_c : 0, in_c, zp);
             }
         }
+    }
+}
+
+/*
+ * The columns of a pixel pair of a 1 x 1 convolution (C_in a multiple of four), from
+ * their input pixels x0 and x1 (inside the image): a group of four taps of both pixels
+ * per step, two loads and 16 bytes stored, no tap-by-tap bookkeeping.
+ */
+static void im2col_1x1_pair(const int8_t *x0, const int8_t *x1, int32_t taps, int32_t zp,
+                            int16_t *col)
+{
+    const uint32_t m2zp = mcutl_pack16x2(-2 * zp, -2 * zp);
+    uint32_t *dst = (uint32_t *)(void *)col; /* 4-byte aligned */
+    uint32_t *const end = dst + 4 * (taps >> 2);
+    for (; dst != end; dst += 4, x0 += 4, x1 += 4) {
+        const uint32_t u = mcutl_ld32(x0), v = mcutl_ld32(x1);
+        dst[0] = mcutl_sxtab16(mcutl_sxtab16(m2zp, u), u);
+        dst[1] = mcutl_sxtab16_ror8(mcutl_sxtab16_ror8(m2zp, u), u);
+        dst[2] = mcutl_sxtab16(mcutl_sxtab16(m2zp, v), v);
+        dst[3] = mcutl_sxtab16_ror8(mcutl_sxtab16_ror8(m2zp, v), v);
     }
 }
 
@@ -306,6 +426,7 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     int16_t *col;
     conv_chan_t *chan;
     conv_job_t j;
+    int one_by_one; /* 1 x 1, C_in a multiple of four: im2col_1x1_pair */
 
     if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
                             output)) {
@@ -346,6 +467,8 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     j.lo = params->act_min;
     j.hi = params->act_max;
 
+    one_by_one = filter_dims->h == 1 && filter_dims->w == 1 && (in_c & 3) == 0;
+
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *in_batch = input + b * in_h * in_w * in_c;
         int8_t *out_batch = output + b * pixels * out_c;
@@ -353,6 +476,23 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
         for (pix = 0; pix < pixels; pix += 2) {
             const int32_t n = pixels - pix >= 2 ? 2 : 1;
             int32_t i;
+            if (one_by_one && n == 2) {
+                const int32_t oy0 = pix / out_w, ox0 = pix - oy0 * out_w;
+                const int32_t oy1 = ox0 + 1 < out_w ? oy0 : oy0 + 1;
+                const int32_t ox1 = ox0 + 1 < out_w ? ox0 + 1 : 0;
+                const int32_t iy0 = oy0 * params->stride_h - params->pad_top;
+                const int32_t ix0 = ox0 * params->stride_w - params->pad_left;
+                const int32_t iy1 = oy1 * params->stride_h - params->pad_top;
+                const int32_t ix1 = ox1 * params->stride_w - params->pad_left;
+                if (iy0 >= 0 && iy0 < in_h && ix0 >= 0 && ix0 < in_w && iy1 >= 0 &&
+                    iy1 < in_h && ix1 >= 0 && ix1 < in_w) {
+                    im2col_1x1_pair(in_batch + (iy0 * in_w + ix0) * in_c,
+                                    in_batch + (iy1 * in_w + ix1) * in_c, taps,
+                                    params->input_zero_point, col);
+                    mat_mult(&j, 1, out_batch + pix * out_c);
+                    continue;
+                }
+            }
             for (i = 0; i < n; ++i) {
                 const int32_t oy = (pix + i) / out_w, ox = (pix + i) % out_w;
                 im2col(params, in_batch, in_h, in_w, in_c, filter_dims->h, filter_dims->w,

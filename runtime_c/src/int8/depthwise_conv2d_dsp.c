@@ -395,6 +395,42 @@ static __attribute__((noinline)) void dw_row_3x3_s2_general(const dw_out_row_t *
     dw_row_3x3(r, out, 2, 0);
 }
 
+/* A one-row filter of five or six taps (1-D convolutions, KW = 5: an IMU model's): per
+ * channel its three weight pairs in registers, per output three loads and SMLAD. */
+MCUTL_INLINE void dw_row_1x3(const dw_out_row_t *r, int8_t *out, int fast)
+{
+    const int32_t ch = r->ch, out_w = r->out_w, step = r->step;
+    const int32_t lo = r->act_min, hi = r->act_max, words = r->rec_words;
+    const int32_t back = r->cols - out_w * step; /* to the next channel's row */
+    const int16_t *p = r->row[0];
+    const uint32_t *rec = r->rec;
+    int8_t *const out_end = out + ch;
+    for (; out != out_end; ++out, rec += words, p += back) {
+        const uint32_t *const w = dw_weights(rec);
+        const uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
+        const mcutl_out_requant_t q = dw_chan(rec)->q;
+        const int32_t bias = dw_chan(rec)->bias;
+        int8_t *o = out;
+        int8_t *const o_end = out + out_w * ch;
+        for (; o != o_end; o += ch, p += step) {
+            int32_t a = mcutl_smlad(mcutl_ld32(p), w0, bias);
+            a = mcutl_smlad(mcutl_ld32(p + 2), w1, a);
+            a = mcutl_smlad(mcutl_ld32(p + 4), w2, a);
+            *o = dw_out(a, &q, fast, lo, hi);
+        }
+    }
+}
+
+static __attribute__((noinline)) void dw_row_1x3_fast(const dw_out_row_t *r, int8_t *out)
+{
+    dw_row_1x3(r, out, 1);
+}
+
+static __attribute__((noinline)) void dw_row_1x3_general(const dw_out_row_t *r, int8_t *out)
+{
+    dw_row_1x3(r, out, 0);
+}
+
 /* Any filter and stride: per output, every tap pair. */
 MCUTL_INLINE void dw_row_any(const dw_out_row_t *r, int8_t *out, int fast)
 {
@@ -438,6 +474,8 @@ static void dw_out_row(const dw_out_row_t *r, int fast, int8_t *out)
         } else {
             (fast ? dw_row_3x3_s2 : dw_row_3x3_s2_general)(r, out);
         }
+    } else if (r->k_h == 1 && r->pairs == 3) {
+        (fast ? dw_row_1x3_fast : dw_row_1x3_general)(r, out);
     } else {
         (fast ? dw_row_any_fast : dw_row_any_general)(r, out);
     }
