@@ -427,15 +427,17 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     conv_chan_t *chan;
     conv_job_t j;
     int one_by_one; /* 1 x 1, C_in a multiple of four: im2col_1x1_pair */
+    int form;       /* mcutl_out_requant_form */
 
     if (!mcutl_conv_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
                             output)) {
         return MCUTL_KERNEL_ARG_ERROR;
     }
     taps = conv_taps(filter_dims);
-    if (params->groups != 1 ||
-        !mcutl_out_requant_ok(params->output_multiplier, params->output_shift, bias,
-                              output_dims->c, taps)) {
+    form = params->groups != 1 ? 0 : mcutl_out_requant_form(
+        params->output_multiplier, params->output_shift, bias, output_dims->c, taps,
+        params->act_min, params->act_max);
+    if (form == 0) {
         return mcutl_conv2d_s8(params, input_dims, input, filter_dims, filter, bias,
                                output_dims, output);
     }
@@ -450,8 +452,7 @@ mcutl_status_t mcutl_conv2d_s8_dsp(const mcutl_conv_params_t *params,
     pixels = output_dims->h * out_w;
     col = (int16_t *)scratch;
     chan = (conv_chan_t *)(col + 2 * taps);
-    j.fast = mcutl_out_fast_ok(params->output_shift, out_c, params->act_min,
-                               params->act_max);
+    j.fast = form == 2;
     for (b = 0; b < out_c; ++b) {
         chan[b].q = mcutl_out_requant_params(params->output_multiplier[b],
                                              params->output_shift[b],

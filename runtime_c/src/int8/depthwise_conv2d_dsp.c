@@ -110,33 +110,42 @@ int32_t mcutl_depthwise_conv2d_s8_dsp_get_buffer_size(const mcutl_dw_conv_params
 
 /* The records: per channel its bias, 2 * (bias - zero point * sum of the weights), and
  * weights [1, KH, KW, C] as, per filter row, (2 w[kx], 2 w[kx + 1]) int16 pairs (the
- * requantisation is filled in by the caller). The filter is read in its own order, a
- * tap pair's C channels at a time. */
+ * requantisation is filled in by the caller). */
 static void pack_weights(const int8_t *filter, const int32_t *bias, int32_t zp, int32_t k_h,
                          int32_t k_w, int32_t ch, int32_t pairs, int32_t words,
                          uint32_t *rec)
 {
+    const int32_t odd = k_w & 1; /* the last pair of a row has one tap */
     int32_t c, ky, j;
-    for (c = 0; c < ch; ++c) {
-        ((dw_chan_t *)(void *)(rec + c * words))->bias = 0; /* the weights' sum, first */
-    }
-    for (ky = 0; ky < k_h; ++ky) {
-        for (j = 0; j < pairs; ++j) {
-            const int8_t *f = filter + (ky * k_w + 2 * j) * ch;
-            const int has_hi = 2 * j + 1 < k_w;
-            uint32_t *r = rec;
-            for (c = 0; c < ch; ++c, r += words) {
-                const int32_t lo = f[c], hi = has_hi ? f[ch + c] : 0;
-                r[DW_CHAN_WORDS + ky * pairs + j] = mcutl_pack16x2(2 * lo, 2 * hi);
-                ((dw_chan_t *)(void *)r)->bias += lo + hi;
+    for (c = 0; c < ch; ++c, rec += words) {
+        const int8_t *t = filter + c; /* tap (ky, kx) at t[(ky * KW + kx) * C] */
+        uint32_t *w = rec + DW_CHAN_WORDS;
+        uint32_t sum2 = 0;
+        if (k_w == 3) { /* the common filter: (w0, w1), (w2, 0) per row, unrolled */
+            for (ky = 0; ky < k_h; ++ky, t += 3 * ch) {
+                const int32_t w0 = 2 * t[0], w1 = 2 * t[ch], w2 = 2 * t[2 * ch];
+                w[0] = mcutl_pack16x2(w0, w1);
+                w[1] = mcutl_pack16x2(w2, 0);
+                w += 2;
+                sum2 += (uint32_t)(w0 + w1 + w2);
             }
         }
-    }
-    for (c = 0; c < ch; ++c) {
-        dw_chan_t *const k = (dw_chan_t *)(void *)(rec + c * words);
+        for (ky = k_w == 3 ? k_h : 0; ky < k_h; ++ky) {
+            for (j = 0; j < pairs - odd; ++j, t += 2 * ch) {
+                const int32_t lo = 2 * t[0], hi = 2 * t[ch];
+                *w++ = mcutl_pack16x2(lo, hi);
+                sum2 += (uint32_t)(lo + hi);
+            }
+            if (odd) {
+                const int32_t lo = 2 * t[0];
+                *w++ = mcutl_pack16x2(lo, 0);
+                sum2 += (uint32_t)lo;
+                t += ch;
+            }
+        }
         /* modular: the sums end exact however the terms are grouped */
-        k->bias = (int32_t)(2u * ((uint32_t)(bias != 0 ? bias[c] : 0) -
-                                  (uint32_t)zp * (uint32_t)k->bias));
+        ((dw_chan_t *)(void *)rec)->bias =
+            (int32_t)(2u * (uint32_t)(bias != 0 ? bias[c] : 0) - (uint32_t)zp * sum2);
     }
 }
 
@@ -494,16 +503,17 @@ mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *param
     uint32_t *rec;
     int16_t *rows;
     dw_out_row_t r;
-    int fast;
+    int fast, form;
     int32_t slot_row[MCUTL_DW_DSP_MAX_KH];
 
     if (!mcutl_dw_args_ok(params, input_dims, input, filter_dims, filter, output_dims,
                           output)) {
         return MCUTL_KERNEL_ARG_ERROR;
     }
-    if (!dw_fast_ok(params, filter_dims) ||
-        !mcutl_out_requant_ok(params->output_multiplier, params->output_shift, bias,
-                              output_dims->c, (int64_t)filter_dims->h * filter_dims->w)) {
+    form = !dw_fast_ok(params, filter_dims) ? 0 : mcutl_out_requant_form(
+        params->output_multiplier, params->output_shift, bias, output_dims->c,
+        (int64_t)filter_dims->h * filter_dims->w, params->act_min, params->act_max);
+    if (form == 0) {
         return mcutl_depthwise_conv2d_s8(params, input_dims, input, filter_dims, filter, bias,
                                          output_dims, output);
     }
@@ -524,7 +534,7 @@ mcutl_status_t mcutl_depthwise_conv2d_s8_dsp(const mcutl_dw_conv_params_t *param
      * into a slot leave them alone) */
     fill_zp(rows, k_h * l.row_halfs, zp);
     pack_weights(filter, bias, zp, k_h, filter_dims->w, ch, l.pairs, l.rec_words, rec);
-    fast = mcutl_out_fast_ok(params->output_shift, ch, params->act_min, params->act_max);
+    fast = form == 2;
     for (c = 0; c < ch; ++c) {
         ((dw_chan_t *)(void *)(rec + c * l.rec_words))->q = mcutl_out_requant_params(
             params->output_multiplier[c], params->output_shift[c],

@@ -313,9 +313,9 @@ static inline int32_t mcutl_smmlar(int32_t a, int32_t b, int32_t acc)
 
 /*
  * Fast requantisation, bit-exact with mcutl_requantize() (TFLite's double rounding)
- * when |x * 2^left| < 2^29 and right <= 30 (mcutl_fast_requant_ok() checks a layer
- * once per call; a kernel that cannot prove it for every output uses the portable
- * kernel instead).
+ * when |x * 2^left| < 2^29 and right <= 30 (a kernel checks that once per call, e.g.
+ * by mcutl_out_requant_form(); one that cannot prove it for every output uses the
+ * portable kernel instead).
  *
  * Why it is exact: SaturatingRoundingDoublingHighMul(a, m) is a * m / 2^31 rounded to
  * nearest with ties upward, i.e. floor((a * m + 2^30) / 2^31) for every a, m except
@@ -355,29 +355,6 @@ static inline int32_t mcutl_fast_requantize(int32_t x, mcutl_fast_requant_t q)
 }
 
 /*
- * Whether mcutl_fast_requantize() equals mcutl_requantize() for every accumulator a
- * layer can produce: |acc| <= taps * 128 * 255 + |bias[c]| (an int8 weight times an
- * input minus its zero point, summed over the taps, plus the bias), and that bound
- * times 2^left below 2^29, right shift <= 30, for every output channel.
- */
-static inline int mcutl_fast_requant_ok(const int32_t *multiplier, const int32_t *shift,
-                                        const int32_t *bias, int32_t channels, int64_t taps)
-{
-    int32_t c;
-    for (c = 0; c < channels; ++c) {
-        const int64_t b = bias != 0 ? (bias[c] < 0 ? -(int64_t)bias[c] : bias[c]) : 0;
-        const int32_t left = shift[c] > 0 ? shift[c] : 0;
-        if (shift[c] < -30 || left > 29 || multiplier[c] == INT32_MIN) {
-            return 0;
-        }
-        if (taps * 128 * 255 + b >= (INT64_C(1) << (29 - left))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/*
  * The output stage of the conv and depthwise DSP kernels: the requantisation above with
  * the pre-shift and the output zero point folded away. The kernels accumulate twice the
  * sum, acc2 (doubled inputs or weights, and twice the bias), so SMMULR(acc2 << left, m)
@@ -386,7 +363,7 @@ static inline int mcutl_fast_requant_ok(const int32_t *multiplier, const int32_t
  *   shifted right by right + 1, with the output zero point added to the rounding
  *   constant pre-shifted: floor((t + zp * 2^(right + 1)) / 2^(right + 1)) is
  *   floor(t / 2^(right + 1)) + zp exactly. |2r| < 2^30 (as above) and right <= 21 keep
- *   |t| below 2^30 + 2^29 + 2^21 < 2^31 (mcutl_out_requant_ok checks right <= 21).
+ *   |t| below 2^30 + 2^29 + 2^21 < 2^31 (mcutl_out_requant_form checks right <= 21).
  * - fast, for a layer whose every shift is right by 1 .. 21 (no left shift): the
  *   rounding division by 2^right is floor((r + 2^(right - 1) - [r < 0]) / 2^right); the
  *   constant 2^(right - 1) + zp * 2^right is added by SMMLAR in the multiply itself, and
@@ -435,32 +412,36 @@ static inline int32_t mcutl_out_requantize(int32_t acc2, const mcutl_out_requant
     return t < 0 ? ~(~t >> q->shift) : (t >> q->shift);
 }
 
-/* Whether mcutl_out_requantize() is exact for every output of a layer: what
- * mcutl_fast_requant_ok() checks, and right shifts <= 21 (the folded zero point). */
-static inline int mcutl_out_requant_ok(const int32_t *multiplier, const int32_t *shift,
-                                       const int32_t *bias, int32_t channels, int64_t taps)
+/*
+ * Which form of the output stage a layer takes: 0 when mcutl_out_requantize() cannot be
+ * proven exact for every output (the kernel runs the portable one), else 2 for the fast
+ * form (every shift a right shift and the activation range all of int8), 1 for the
+ * general one. Exact: |acc| <= taps * 128 * 255 + |bias[c]| (an int8 weight times an
+ * input minus its zero point, summed over the taps, plus the bias), and that bound times
+ * 2^left below 2^29, right shift <= 21, for every output channel. One pass over the
+ * channels, the bound in 32 bits (taps * 128 * 255 < 2^29 is checked first).
+ */
+static inline int mcutl_out_requant_form(const int32_t *multiplier, const int32_t *shift,
+                                         const int32_t *bias, int32_t channels, int64_t taps,
+                                         int32_t act_min, int32_t act_max)
 {
-    int32_t c;
+    int32_t c, fast = act_min == -128 && act_max == 127;
+    uint32_t macs;
+    if (taps <= 0 || taps >= (INT64_C(1) << 29) / (128 * 255)) {
+        return 0;
+    }
+    macs = (uint32_t)taps * 128u * 255u; /* < 2^29 */
     for (c = 0; c < channels; ++c) {
-        if (shift[c] < -21) {
+        const int32_t s = shift[c], b = bias != 0 ? bias[c] : 0;
+        const uint32_t mag = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+        const int32_t left = s > 0 ? s : 0;
+        if (s < -21 || left > 29 || multiplier[c] == INT32_MIN || mag >= (1u << 29) ||
+            macs + mag >= (1u << (29 - left))) {
             return 0;
         }
+        fast &= s < 0;
     }
-    return mcutl_fast_requant_ok(multiplier, shift, bias, channels, taps);
-}
-
-/* Whether a layer (that passed mcutl_out_requant_ok) takes the fast form and the one-SSAT
- * clamp: every shift a right shift, and the activation range all of int8. */
-static inline int mcutl_out_fast_ok(const int32_t *shift, int32_t channels, int32_t act_min,
-                                    int32_t act_max)
-{
-    int32_t c;
-    for (c = 0; c < channels; ++c) {
-        if (shift[c] >= 0) {
-            return 0;
-        }
-    }
-    return act_min == -128 && act_max == 127;
+    return fast ? 2 : 1;
 }
 
 #endif /* MCUTL_INT8_DSP_H */
