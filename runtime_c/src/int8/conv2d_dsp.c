@@ -284,11 +284,11 @@ MCUTL_INLINE int8_t conv_out(int32_t acc2, const mcutl_out_requant_t *q, int fas
 }
 
 /* One group of four taps of a 2 x 2 block: two weight loads, four SXTB16, two LDRD of
- * the interleaved columns, eight SMLAD (16 MACs). */
+ * the interleaved columns (all four loads step their pointers), eight SMLAD (16 MACs). */
 MCUTL_INLINE void group_2x2(const int8_t **wa, const int8_t **wb, const uint32_t **c,
                              int32_t *a0, int32_t *a1, int32_t *b0, int32_t *b1)
 {
-    const uint32_t w_a = mcutl_ld32(*wa), w_b = mcutl_ld32(*wb);
+    const uint32_t w_a = mcutl_ld32_inc(wa), w_b = mcutl_ld32_inc(wb);
     const uint32_t a02 = mcutl_sxtb16(w_a), b02 = mcutl_sxtb16(w_b);
     const uint32_t a13 = mcutl_sxtb16_ror8(w_a), b13 = mcutl_sxtb16_ror8(w_b);
     uint32_t x02, x13;
@@ -302,8 +302,6 @@ MCUTL_INLINE void group_2x2(const int8_t **wa, const int8_t **wb, const uint32_t
     *b1 = mcutl_smlad(b02, x02, *b1);
     *a1 = mcutl_smlad(a13, x13, *a1);
     *b1 = mcutl_smlad(b13, x13, *b1);
-    *wa += 4;
-    *wb += 4;
 }
 
 /*
@@ -312,11 +310,13 @@ MCUTL_INLINE void group_2x2(const int8_t **wa, const int8_t **wb, const uint32_t
  * output pixel). Per block the four sums start from twice the bias, take the taps in
  * groups of four (the loop does two groups per iteration: 34 instructions for 32 MACs),
  * the last taps % 4 one by one, and go straight to the output stage while they are in
- * registers. `fast` (conv_out) is a constant in the instantiations below.
+ * registers. `fast` (conv_out) and `even` (the taps a multiple of eight: no odd group,
+ * no last taps, the loop entered unconditionally) are constants in the instantiations
+ * below.
  */
-MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast)
+MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast, int even)
 {
-    const int32_t taps = j->taps, out_c = j->out_c, tail = taps & 3;
+    const int32_t taps = j->taps, out_c = j->out_c, tail = even ? 0 : taps & 3;
     const uint32_t *const col = (const uint32_t *)(const void *)j->col; /* 4-byte aligned */
     const uint32_t *const col_odd = col + 4 * (j->groups & 1); /* past an odd group */
     const uint32_t *const col_end = col + 4 * j->groups;
@@ -328,13 +328,15 @@ MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast)
         const uint32_t *c = col;
         int32_t a0 = ka[0].bias, b0 = ka[1].bias, a1 = a0, b1 = b0;
         wb = wa + taps;
-        if (c != col_odd) {
+        if (!even && c != col_odd) {
             group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
         }
-        while (c != col_end) {
-            group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
-            MCUTL_SCHED_BARRIER();
-            group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+        if (even || c != col_end) {
+            do {
+                group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+                MCUTL_SCHED_BARRIER();
+                group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+            } while (c != col_end);
         }
         if (tail != 0) { /* the last taps % 4, in order: pixel 0's, then pixel 1's */
             const int16_t *t0 = (const int16_t *)(const void *)c, *t1 = t0 + tail;
@@ -360,16 +362,21 @@ MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast)
     }
 }
 
-/* The two instantiations. Functions of their own so that GCC keeps the inner loop's 14
+/* The instantiations. Functions of their own so that GCC keeps the inner loop's 14
  * live values in registers. */
+static __attribute__((noinline)) void blocks_2x2_fast_even(const conv_job_t *j, int8_t *out)
+{
+    blocks_2x2(j, out, 1, 1);
+}
+
 static __attribute__((noinline)) void blocks_2x2_fast(const conv_job_t *j, int8_t *out)
 {
-    blocks_2x2(j, out, 1);
+    blocks_2x2(j, out, 1, 0);
 }
 
 static __attribute__((noinline)) void blocks_2x2_general(const conv_job_t *j, int8_t *out)
 {
-    blocks_2x2(j, out, 0);
+    blocks_2x2(j, out, 0, 0);
 }
 
 /* Output channel k of the pixel whose column is in `slot`, all taps: a lone pixel's
@@ -400,7 +407,9 @@ static void mat_mult(const conv_job_t *j, int two, int8_t *out)
     const int32_t out_c = j->out_c;
     int32_t k = 0;
     if (two) {
-        if (j->fast) {
+        if (j->fast && (j->taps & 7) == 0) {
+            blocks_2x2_fast_even(j, out);
+        } else if (j->fast) {
             blocks_2x2_fast(j, out);
         } else {
             blocks_2x2_general(j, out);

@@ -162,6 +162,17 @@ static inline const uint32_t *mcutl_ld2x32_inc(const uint32_t *p, uint32_t *a, u
     return p;
 }
 
+/* A word from any address, and the address advanced past it (LDR with post-increment:
+ * the pointer step costs no instruction). */
+static inline uint32_t mcutl_ld32_inc(const int8_t **p)
+{
+    uint32_t v;
+    const int8_t *q = *p;
+    __asm__("ldr %0, [%1], #4" : "=r"(v), "+r"(q) : "m"(*(const int8_t(*)[4])q));
+    *p = q;
+    return v;
+}
+
 /* The same with the address advanced by 16 bytes. */
 static inline const uint32_t *mcutl_ld2x32_inc16(const uint32_t *p, uint32_t *a, uint32_t *b)
 {
@@ -251,6 +262,13 @@ static inline const uint32_t *mcutl_ld2x32_inc16(const uint32_t *p, uint32_t *a,
     *a = p[0];
     *b = p[1];
     return p + 4;
+}
+
+static inline uint32_t mcutl_ld32_inc(const int8_t **p)
+{
+    const uint32_t v = mcutl_ld32(*p);
+    *p += 4;
+    return v;
 }
 
 static inline int32_t mcutl_ssat16(int32_t x)
