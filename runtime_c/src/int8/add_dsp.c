@@ -4,7 +4,7 @@
  *
  * The three requantisations of each element (both inputs, then their sum) are
  * mcutl_fast_requantize (dsp.h: SMMULR and three shift/adds instead of 64-bit
- * arithmetic). Its precondition holds for every element when the left shift is at most
+ * arithmetic), or with right shifts only (the common case) SMMLAR and two (add_fast). Its precondition holds for every element when the left shift is at most
  * 20 (TFLite's): |in - zp| <= 255, so each pre-shifted input is below 255 * 2^20 < 2^28,
  * a requantisation by a multiplier below 1 never grows it, and the sum of two stays
  * below 2^29. Other parameters run the portable kernel.
@@ -23,6 +23,75 @@ static int fast_ok(const mcutl_add_params_t *p)
            p->output_multiplier != INT32_MIN;
 }
 
+/*
+ * The common case in fewer instructions: every shift a right shift of 1 .. 30 (inputs)
+ * and 1 .. 22 (output). A requantisation of a with right shift e >= 1 is then
+ * floor((SMMULR(2a, m) + 2^(e - 1) - [a < 0]) / 2^e) (as in dsp.h's output stage: SMMLAR
+ * adds the constant, and [a < 0] stands for [SMMULR(2a, m) < 0], the quotient being 0
+ * where they differ); the output's also takes zero point * 2^e in its constant. The
+ * constants of one input: its zero point, 1 + left shift, multiplier, rounding constant
+ * and shift.
+ */
+typedef struct {
+    int32_t zp, pre, multiplier, round, shift;
+} add_in_t;
+
+MCUTL_INLINE int32_t add_input(int32_t x, const add_in_t *q)
+{
+    const int32_t u = (int32_t)((uint32_t)(x - q->zp) << q->pre);
+    const int32_t t = mcutl_smmlar(u, q->multiplier, q->round) - (int32_t)((uint32_t)u >> 31);
+    return t < 0 ? ~(~t >> q->shift) : (t >> q->shift);
+}
+
+static add_in_t add_in_params(int32_t zp, int32_t left_shift, int32_t multiplier,
+                              int32_t shift)
+{
+    add_in_t q;
+    q.zp = zp;
+    q.pre = left_shift + 1;
+    q.multiplier = multiplier;
+    q.round = (int32_t)(UINT32_C(1) << (-shift - 1));
+    q.shift = -shift;
+    return q;
+}
+
+/* The loop of the common case; `full`: the activation range is all of int8 (one SSAT). */
+MCUTL_INLINE void add_fast(const mcutl_add_params_t *p, const int8_t *input1,
+                           const int8_t *input2, int8_t *output, int32_t size, int full)
+{
+    const add_in_t q1 = add_in_params(p->input1_zero_point, p->left_shift,
+                                      p->input1_multiplier, p->input1_shift);
+    const add_in_t q2 = add_in_params(p->input2_zero_point, p->left_shift,
+                                      p->input2_multiplier, p->input2_shift);
+    mcutl_out_requant_t qo = mcutl_out_requant_params(p->output_multiplier, p->output_shift,
+                                                      p->output_zero_point, 1);
+    const int32_t lo = p->act_min, hi = p->act_max;
+    int8_t *const end = output + size;
+    /* element i of the output is written after both inputs' element i are read, so the
+     * output may alias the inputs, as for the portable kernel */
+    while (output != end) {
+        const int32_t sum = add_input(*input1++, &q1) + add_input(*input2++, &q2);
+        const int32_t v = mcutl_out_requantize_fast(2 * sum, &qo);
+        *output++ = (int8_t)(full ? mcutl_ssat8(v) : mcutl_clamp32(v, lo, hi));
+    }
+}
+
+static __attribute__((noinline)) void add_fast_full(const mcutl_add_params_t *p,
+                                                    const int8_t *input1,
+                                                    const int8_t *input2, int8_t *output,
+                                                    int32_t size)
+{
+    add_fast(p, input1, input2, output, size, 1);
+}
+
+static __attribute__((noinline)) void add_fast_clamp(const mcutl_add_params_t *p,
+                                                     const int8_t *input1,
+                                                     const int8_t *input2, int8_t *output,
+                                                     int32_t size)
+{
+    add_fast(p, input1, input2, output, size, 0);
+}
+
 mcutl_status_t mcutl_add_s8_dsp(const mcutl_add_params_t *params, const int8_t *input1,
                                 const int8_t *input2, int8_t *output, int32_t size)
 {
@@ -38,6 +107,15 @@ mcutl_status_t mcutl_add_s8_dsp(const mcutl_add_params_t *params, const int8_t *
         !mcutl_zero_point_ok(params->output_zero_point) ||
         !mcutl_act_range_ok(params->act_min, params->act_max)) {
         return MCUTL_KERNEL_ARG_ERROR;
+    }
+    if (params->input1_shift <= -1 && params->input2_shift <= -1 &&
+        params->output_shift <= -1 && params->output_shift >= -22) {
+        if (params->act_min == -128 && params->act_max == 127) {
+            add_fast_full(params, input1, input2, output, size);
+        } else {
+            add_fast_clamp(params, input1, input2, output, size);
+        }
+        return MCUTL_KERNEL_OK;
     }
     /* the inputs' left shift folded into their requantisations' pre-shift */
     q1 = mcutl_fast_requant_params(params->input1_multiplier, params->input1_shift);
