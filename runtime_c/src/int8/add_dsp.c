@@ -4,7 +4,8 @@
  *
  * The three requantisations of each element (both inputs, then their sum) are
  * mcutl_fast_requantize (dsp.h: SMMULR and three shift/adds instead of 64-bit
- * arithmetic), or with right shifts only (the common case) SMMLAR and two (add_fast). Its precondition holds for every element when the left shift is at most
+ * arithmetic), or with right shifts only (the common case) SMMLAR and two
+ * (add_fast). Its precondition holds for every element when the left shift is at most
  * 20 (TFLite's): |in - zp| <= 255, so each pre-shifted input is below 255 * 2^20 < 2^28,
  * a requantisation by a multiplier below 1 never grows it, and the sum of two stays
  * below 2^29. Other parameters run the portable kernel.

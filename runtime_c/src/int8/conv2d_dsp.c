@@ -12,12 +12,17 @@
  *    columns are stored in the matching order (x0, x2, x1, x3 per group of four, what
  *    SXTB16 of the input word yields), so every SMLAD takes two MACs with no repacking:
  *    16 MACs for 8 SMLAD, 4 SXTB16, 2 weight loads and 2 LDRD of the columns.
- * 3. The block's four sums go to the output while still in registers: requantised by
- *    mcutl_out_requantize (dsp.h: SMMULR and three shifts/adds; the sums are doubled by
- *    the doubled columns and bias, which saves the pre-shift, and the output zero point
- *    is folded into the rounding constant), exact when the layer's accumulators are
- *    provably small enough, which is checked once per call; a layer where it is not (or
- *    a grouped convolution) runs the portable kernel instead.
+ *    Two groups per loop iteration (four when the taps are a multiple of 16), the
+ *    pointers stepped by the loads themselves: 34 instructions per 32 MACs.
+ * 3. The block's four sums go to the output while still in registers: the output stage
+ *    of dsp.h (the sums are doubled by the doubled columns and bias, which saves the
+ *    pre-shift, and the output zero point is folded into the rounding constant; in the
+ *    common case SMMLAR, SUB, ASR and SSAT per output), exact when the layer's
+ *    accumulators are provably small enough, which is checked once per call; a layer
+ *    where it is not (or a grouped convolution) runs the portable kernel instead.
+ * 4. The columns of a 1 x 1 convolution's pixel pair are widened in one pass; a small
+ *    receptive field (a stem's: a few taps per window row) is gathered as bytes first
+ *    and widened a word at a time.
  *
  * Scratch (mcutl_conv2d_s8_dsp_get_buffer_size): the two columns, then per output
  * channel its requantisation constants and doubled bias; 8 bytes per channel after them
@@ -308,11 +313,12 @@ MCUTL_INLINE void group_2x2(const int8_t **wa, const int8_t **wb, const uint32_t
  * Every 2 x 2 block of a pixel pair: channels (2i, 2i + 1) of the two pixels whose
  * columns are in j->col, written to out (pixel 0) and out + C_out (pixel 1, the next
  * output pixel). Per block the four sums start from twice the bias, take the taps in
- * groups of four (the loop does two groups per iteration: 34 instructions for 32 MACs),
- * the last taps % 4 one by one, and go straight to the output stage while they are in
- * registers. `fast` (conv_out) and `even` (the taps a multiple of eight: no odd group,
- * no last taps, the loop entered unconditionally) are constants in the instantiations
- * below.
+ * groups of four (the loop does two groups per iteration, 34 instructions for 32 MACs,
+ * or four when the taps allow, 66 for 64), the last taps % 4 one by one, and go
+ * straight to the output stage while they are in registers. `fast` (conv_out) and
+ * `even` (the taps a multiple of 8 * even: no odd group, no last taps, the loop entered
+ * unconditionally and doing 2 * even groups per iteration) are constants in the
+ * instantiations below.
  */
 MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast, int even)
 {
@@ -336,6 +342,12 @@ MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast, int eve
                 group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
                 MCUTL_SCHED_BARRIER();
                 group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+                if (even == 2) {
+                    MCUTL_SCHED_BARRIER();
+                    group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+                    MCUTL_SCHED_BARRIER();
+                    group_2x2(&wa, &wb, &c, &a0, &a1, &b0, &b1);
+                }
             } while (c != col_end);
         }
         if (tail != 0) { /* the last taps % 4, in order: pixel 0's, then pixel 1's */
@@ -364,7 +376,12 @@ MCUTL_INLINE void blocks_2x2(const conv_job_t *j, int8_t *out, int fast, int eve
 
 /* The instantiations. Functions of their own so that GCC keeps the inner loop's 14
  * live values in registers. */
-static __attribute__((noinline)) void blocks_2x2_fast_even(const conv_job_t *j, int8_t *out)
+static __attribute__((noinline)) void blocks_2x2_fast_16(const conv_job_t *j, int8_t *out)
+{
+    blocks_2x2(j, out, 1, 2);
+}
+
+static __attribute__((noinline)) void blocks_2x2_fast_8(const conv_job_t *j, int8_t *out)
 {
     blocks_2x2(j, out, 1, 1);
 }
@@ -407,8 +424,10 @@ static void mat_mult(const conv_job_t *j, int two, int8_t *out)
     const int32_t out_c = j->out_c;
     int32_t k = 0;
     if (two) {
-        if (j->fast && (j->taps & 7) == 0) {
-            blocks_2x2_fast_even(j, out);
+        if (j->fast && (j->taps & 15) == 0) {
+            blocks_2x2_fast_16(j, out);
+        } else if (j->fast && (j->taps & 7) == 0) {
+            blocks_2x2_fast_8(j, out);
         } else if (j->fast) {
             blocks_2x2_fast(j, out);
         } else {
