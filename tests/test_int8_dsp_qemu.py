@@ -76,7 +76,7 @@ def _case(rng: np.random.Generator, op: str, c_in: int, c_out: int, k: tuple[int
           hw: tuple[int, int], stride: tuple[int, int] = (1, 1),
           dil: tuple[int, int] = (1, 1), pad: tuple[int, int] | None = None,
           groups: int = 1, spread: float = 1.0, pow2: bool = False, bias_scale: float = 1.0,
-          n: int = 1) -> Case:
+          n: int = 1, act: str | None = None) -> Case:
     pad = pad if pad is not None else (k[0] // 2, k[1] // 2)
     out_hw = tuple(explicit_output_size(hw[i], k[i], stride[i], pad[i],
                                         max(0, (k[i] - 1) * dil[i] + 1 - hw[i] - pad[i]) +
@@ -90,7 +90,7 @@ def _case(rng: np.random.Generator, op: str, c_in: int, c_out: int, k: tuple[int
         s_w = (2.0 ** np.round(np.log2(s_w.astype(np.float64)))).astype(np.float32)
         s_out = float(2.0 ** round(math.log2(s_out)))
     zp_in, zp_out = (int(v) for v in rng.integers(-128, 128, 2))
-    act = str(rng.choice(["NONE", "RELU", "RELU6"]))
+    act = str(rng.choice(["NONE", "RELU", "RELU6"])) if act is None else act
     x = rng.integers(-128, 128, (n, *hw, c_in)).astype(np.int8)
     bias = (rng.normal(0, 5400 * math.sqrt(taps) * bias_scale, c_out).round()
             .clip(-2**31, 2**31 - 1).astype(np.int32))
@@ -137,6 +137,22 @@ def cases() -> list[Case | AddCase]:
         _case(rng, "dw", 3, 6, (3, 3), (5, 5)),  # depth multiplier 2
         _case(rng, "dw", 16, 16, (3, 3), (7, 7), pow2=True),
         _case(rng, "dw", 16, 16, (5, 5), (6, 6), spread=0.001),
+    ]
+    # the DSP kernels' fast output stage (no activation clamp: SMMLAR + SSAT) on the shapes
+    # of the example models: 1 x 1 of 16/64 taps, stems, depthwise rows of 4 .. 7 outputs
+    # at stride 1 and 2, the 1 x 5 depthwise at stride 2
+    out += [
+        _case(rng, "conv", 16, 32, (1, 1), (5, 6), act="NONE"),
+        _case(rng, "conv", 64, 8, (1, 1), (5, 5), act="NONE"),
+        _case(rng, "conv", 24, 10, (1, 1), (3, 3), act="NONE"),
+        _case(rng, "conv", 1, 16, (3, 3), (9, 9), stride=(2, 2), act="NONE"),
+        _case(rng, "conv", 1, 8, (10, 4), (15, 10), stride=(2, 2), pad=(4, 1), act="NONE"),
+        _case(rng, "conv", 6, 6, (1, 5), (1, 20), act="NONE"),
+        _case(rng, "dw", 8, 8, (3, 3), (6, 7), act="NONE"),
+        _case(rng, "dw", 12, 12, (3, 3), (5, 5), act="NONE"),
+        _case(rng, "dw", 8, 8, (3, 3), (9, 14), stride=(2, 2), act="NONE"),
+        _case(rng, "dw", 16, 16, (3, 3), (7, 7), stride=(2, 2), act="NONE"),
+        _case(rng, "dw", 8, 8, (1, 5), (1, 20), stride=(1, 2), act="NONE"),
     ]
     # add: odd sizes, output scales from far below to far above the inputs'
     out += [_add_case(rng, size, spread) for size in (1, 7, 64, 301)
