@@ -46,8 +46,10 @@ from examples.backbones import (  # noqa: E402
 )
 from examples.mlperf_tiny import DSCNNKWS, MobileNetV1VWW, MobileNetV2, ResNet8  # noqa: E402
 from mcutl.compile import compile_backbone, load_and_quantize  # noqa: E402
+from mcutl.errors import McutlError  # noqa: E402
 from mcutl.fit import PlanRow, plan_config  # noqa: E402
 from mcutl.methods import METHODS  # noqa: E402
+from mcutl.methods.repnet import memory_aware  # noqa: E402
 from mcutl.plan.budget import MemoryBudgetError  # noqa: E402
 from mcutl.targets import load_target  # noqa: E402
 from mcutl.train.codegen import TrainOptions  # noqa: E402
@@ -169,15 +171,17 @@ def inference(model: nn.Module, calib: np.ndarray, case: ModelCase, folder: Path
     }
 
 
-def training(graph: Any, case: ModelCase, method: str) -> dict[str, Any]:
-    """One method's step at its default options, planned for TARGET (`mcutl plan`)."""
+def training(graph: Any, case: ModelCase, method: str, overrides: dict[str, Any] | None = None,
+             cut: str | None = None) -> dict[str, Any]:
+    """One method's step at its default options (or ``overrides`` and ``cut``), planned
+    for TARGET (`mcutl plan`)."""
     t0 = time.perf_counter()
     target = load_target(TARGET)
-    defaults = dataclasses.asdict(METHODS[method].spec())
+    defaults = dataclasses.asdict(METHODS[method].spec(**(overrides or {})))
     row: PlanRow | None = None
     try:
-        row, _ = plan_config(graph, method, {}, target, case.num_classes, TrainOptions(), None,
-                             1 << 40)
+        row, _ = plan_config(graph, method, overrides or {}, target, case.num_classes,
+                             TrainOptions(), cut, 1 << 40)
         error = row.error
     except Exception as exc:  # noqa: BLE001 - a method that cannot be planned is a result
         error = f"{type(exc).__name__}: {exc}"
@@ -219,9 +223,17 @@ def measure(key: str, folder: Path, method_names: list[str] | None = None,
         train.append(training(graph, case, m))
         log(f"{case.title}: {m} planned in {train[-1]['seconds']} s"
             + (f" (error: {train[-1]['error'][:80]})" if train[-1]["error"] else ""))
+    aware: dict[str, Any] | None = None
+    if "repnet" in (method_names or methods()):
+        try:  # mcutl.methods.repnet.memory_aware: one connector, pooled head, streamed
+            overrides, cut = memory_aware(graph)
+            aware = {**training(graph, case, "repnet", overrides, cut), "cut": cut}
+        except McutlError as exc:
+            aware = {"method": "repnet", "error": str(exc), "seconds": 0.0}
+        log(f"{case.title}: memory-aware repnet planned in {aware['seconds']} s")
     return {"key": key, "model": case.title, "input_shape": list(case.input_shape),
             "num_classes": case.num_classes, "inference": inf, "training": train,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "repnet_memory_aware": aware, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def run(keys: list[str], method_names: list[str] | None = None,
@@ -286,6 +298,28 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
     console.print(t)
     for k, n in enumerate(notes, 1):
         console.print(f"[{k}] {n}", highlight=False, markup=False)
+    t = Table(title="Memory-aware Rep-Net (mcutl.methods.repnet.memory_aware: one connector, "
+                    "width 0.125, the head on the pooled map before the last conv; the "
+                    "frozen forward streamed if the step does not fit otherwise)")
+    for c in ("model", "connector", "params", "arena B", "lower bound B", "static B",
+              "peak SRAM B", "Rep-Net defaults B", *(f"fits {x}" for x in labels)):
+        t.add_column(c, justify="left" if c in ("model", "connector") else "right")
+    for r in doc["models"]:
+        m = r.get("repnet_memory_aware")
+        if not m:
+            continue
+        default = next((d for d in r["training"] if d["method"] == "repnet"), None)
+        dflt = (f"{default['total_sram_bytes']:,}" if default and not default["error"]
+                else "—")
+        if m["error"]:
+            t.add_row(r["model"], m["error"][:60], *("—" for _ in range(5)), dflt,
+                      *("—" for _ in labels))
+            continue
+        t.add_row(r["model"], ",".join(m["options"]["stages"] or []), f"{m['params']:,}",
+                  f"{m['arena_bytes']:,}", f"{m['lower_bound_bytes']:,}",
+                  f"{m['static_bytes']:,}", f"{m['total_sram_bytes']:,}", dflt,
+                  *(_yes(m["fits"][x]) for x in labels))
+    console.print(t)
     t = Table(title="Time per model (s)")
     for c in ("model", "inference compile", "training plans", "total"):
         t.add_column(c, justify="left" if c == "model" else "right")

@@ -362,7 +362,9 @@ def memory_aware(graph: Graph) -> tuple[dict[str, Any], str]:
     and the frozen forward before it can stream (mcutl.plan.streaming): MobileNetV2-w0.35
     @128 trains in 120,496 B on the F405 (benchmarks/train_fit.py). Departures from the
     paper's side network: one connector instead of one per stage, a narrower module, the
-    head on other (pooled) features."""
+    head on other (pooled) features. Meant for multi-stage MobileNet-style backbones:
+    where the last stage starts at the stem (DS-CNN) or the map is 1-D, the defaults are
+    smaller (`python benchmarks/memory.py` lists both)."""
     pool = next((n for n in reversed(graph.nodes) if n.op == "global_avgpool"), None)
     last_conv = graph.producer(pool.inputs[0]) if pool is not None else None
     if last_conv is None or last_conv.op != "conv2d":
