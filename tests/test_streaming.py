@@ -263,3 +263,21 @@ def test_mobilenetv2_035_at_128_trains_in_qemu(mbv2_128_train: Path) -> None:
     dev = verify(mbv2_128_train, steps=4, check_every=2, qemu=True, against=host.steps)
     assert dev.passed, dev.first_mismatch
     assert [r.digest for r in dev.steps] == [r.digest for r in host.steps]
+
+
+@pytest.mark.tflite
+def test_a_band_wholly_in_the_padding_is_never_streamed(tmp_path: Path) -> None:
+    """A 1x1 conv padded by 3 rows: its first and last output rows read no input row. A
+    band of them would be a kernel call on zero rows (the device rejects it): such a
+    segment is not valid, and the streamed build of the model is bit-exact."""
+    from tests.test_pad_bitexact import _bitexact, _PadChain, samples
+
+    shape = (1, 2, 6, 5)
+    model = _PadChain().eval()
+    g = load_and_quantize(model, samples(shape, 16), shape)
+    assert g.nodes[0].attrs["pad"][0] == 3
+    assert not make_stream(g, 0, 0, 1).valid  # output row 0 reads input rows [0, 0)
+    assert make_stream(g, 0, 0, 4).valid
+    info, _, _ = compile_backbone(model, "host", tmp_path, calib=samples(shape, 16),
+                                  input_shape=shape, streaming="max")
+    _bitexact(tmp_path, info, samples(shape, 40, seed=7))

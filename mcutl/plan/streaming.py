@@ -62,6 +62,12 @@ class Stream:
     def extra_macs(self) -> int:
         return self.macs - self.macs_layer_by_layer
 
+    @property
+    def valid(self) -> bool:
+        """Every band reads at least one row of every map: a band whose windows lie wholly
+        in a layer's padding (a pad wider than the kernel) has no input to call it on."""
+        return all(r[1] > r[0] for b in self.bands for r in b.reads.values())
+
     def contains(self, index: int) -> bool:
         return self.first <= index <= self.last
 
@@ -215,6 +221,8 @@ def choose_streams(graph: Graph, peak: Callable[[tuple[Stream, ...]], tuple[int,
                 height = int(graph.tensors[graph.nodes[last].outputs[0]].shape[1])
                 for r in band_heights(height):
                     s = make_stream(graph, first, last, r)
+                    if not s.valid:
+                        continue
                     trial = tuple(sorted((*chosen, s), key=lambda x: x.first))
                     if not affordable(trial):
                         continue
@@ -246,8 +254,12 @@ def _split(graph: Graph, chosen: tuple[Stream, ...],
             h2 = int(graph.tensors[seg.output].shape[1])
             for r1 in band_heights(h1):
                 left = make_stream(graph, seg.first, cut, r1)
+                if not left.valid:
+                    continue
                 for r2 in band_heights(h2):
                     right = make_stream(graph, cut + 1, seg.last, r2)
+                    if not right.valid:
+                        continue
                     trial = out[:k] + [left, right] + out[k + 1:]
                     if not affordable(trial):
                         continue
@@ -279,6 +291,8 @@ def _tighten(graph: Graph, chosen: tuple[Stream, ...],
                 if r == seg.band_rows:
                     continue
                 s = make_stream(graph, seg.first, seg.last, r)
+                if not s.valid:
+                    continue
                 trial = out[:k] + [s] + out[k + 1:]
                 if not affordable(trial):
                     continue
@@ -304,7 +318,7 @@ def _relax(graph: Graph, chosen: tuple[Stream, ...],
                 height = int(graph.tensors[graph.nodes[last].outputs[0]].shape[1])
                 for r in band_heights(height):
                     s = make_stream(graph, first, last, r)
-                    if s.extra_macs >= best.extra_macs:
+                    if not s.valid or s.extra_macs >= best.extra_macs:
                         continue
                     if peak(tuple(out[:k] + [s] + out[k + 1:]))[0] <= bound:
                         best = s
