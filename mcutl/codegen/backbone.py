@@ -20,7 +20,7 @@ from mcutl.paths import TEMPLATES_DIR
 from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_activations, streamed_bound, streamed_profile
-from mcutl.plan.streaming import Stream, choose_streams, conv_macs
+from mcutl.plan.streaming import Stream, choose_streams, conv_macs, recompute_limits
 from mcutl.targets import load_target
 
 _env = jinja2.Environment(
@@ -186,11 +186,7 @@ def _plan(graph: Graph, kernels: str, streaming: str, arena_budget: int | None
     # "auto": at most AUTO_EXTRA_MACS recomputed; if layer by layer does not fit, the
     # cheapest of 1, 2, 4, 8 x that which fits, else the smallest arena; "max": smallest
     fits = arena_budget is None or planner.arena_size() <= arena_budget
-    macs = conv_macs(graph)
-    limits: list[int | None] = [None]
-    if streaming == "auto":
-        limits = [int(AUTO_EXTRA_MACS * macs)] + ([] if fits else [
-            int(f * AUTO_EXTRA_MACS * macs) for f in (2, 4, 8)] + [None])
+    limits = recompute_limits(streaming, fits, conv_macs(graph), AUTO_EXTRA_MACS)
     best: tuple[tuple[Stream, ...], frozenset[str], ArenaPlanner, dict[str, str]] = (
         (), portable, planner, root)
     for limit in limits:

@@ -171,6 +171,18 @@ def conv_macs(graph: Graph) -> int:
     return sum(_node_macs(graph, n, graph.tensors[n.outputs[0]].shape) for n in graph.nodes)
 
 
+def recompute_limits(streaming: str, fits: bool, macs: int,
+                     share: float = 0.10) -> list[int | None]:
+    """The MACs a choice of segments may recompute, tried in order until one fits:
+    "max": no limit; "auto": ``share`` of ``macs`` when layer by layer already fits,
+    else 1, 2, 4, 8 x that and then no limit (the least recomputation that fits)."""
+    if streaming == "max":
+        return [None]
+    if fits:
+        return [int(share * macs)]
+    return [int(f * share * macs) for f in (1, 2, 4, 8)] + [None]
+
+
 def _extra(streams: tuple[Stream, ...] | list[Stream]) -> int:
     return sum(s.extra_macs for s in streams)
 

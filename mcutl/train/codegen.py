@@ -18,7 +18,7 @@ from mcutl.plan.arena import ArenaPlanner
 from mcutl.plan.budget import training_static_bytes
 from mcutl.plan.kernels import portable_where_scratch_raises_peak
 from mcutl.plan.lifetimes import plan_buffers
-from mcutl.plan.streaming import Stream, choose_streams, conv_macs
+from mcutl.plan.streaming import Stream, choose_streams, conv_macs, recompute_limits
 from mcutl.targets import load_target
 from mcutl.train.recipe import SCHEDULES
 from mcutl.train.step import StepProgram, build_step, frozen_prefix_ok
@@ -168,10 +168,7 @@ def choose_step_streams(tm: TrainableModel, target: Any, options: TrainOptions,
     room = target.memory.sram_bytes - rest if target.memory else None
     if streaming == "auto" and (room is None or base <= room):
         return ()  # it fits: the forward of every step is not made slower for nothing
-    macs = conv_macs(g)
-    limits: list[int | None] = [None]
-    if streaming == "auto":
-        limits = [int(f * AUTO_EXTRA_MACS * macs) for f in (1, 2, 4, 8)] + [None]
+    limits = recompute_limits(streaming, False, conv_macs(g), AUTO_EXTRA_MACS)
     best: tuple[int, tuple[Stream, ...]] = (base, ())
     for limit in limits:
         streams = choose_streams(  # the step's input stays in the arena throughout
